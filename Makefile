@@ -1,0 +1,27 @@
+# The two commands of the README's quick start: `make smoke` and `make test`.
+# Both create the same virtual environment (.venv) from the pinned dependencies.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SMOKE_DIR ?= build/smoke
+
+.PHONY: smoke test venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+# Runs the whole DVC pipeline offline on generated Korean data and a tiny BERT;
+# ends with reports/smoke/README.md and reports/smoke/metrics.json.
+smoke: venv
+	$(PY) -m pipeline.smoke --dir $(SMOKE_DIR) --reports reports/smoke
+
+test: venv
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) build

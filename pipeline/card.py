@@ -1,0 +1,64 @@
+"""The published model card being reproduced: its settings, its rows, its column order.
+
+Values are the card's (x100). AVG is the mean of the eight columns (checked by a test).
+"""
+
+from __future__ import annotations
+
+from pipeline.metrics import KEYS
+
+#: Column headers in the card's exact order (after "Model").
+COLUMN_TITLES = ("AVG", "Cosine Pearson", "Cosine Spearman", "Euclidean Pearson", "Euclidean Spearman",
+                 "Manhattan Pearson", "Manhattan Spearman", "Dot Pearson", "Dot Spearman")
+
+#: variant name -> row label in the card, in the card's row order.
+ROWS = {
+    "bert-unsup": "SimCSE-BERT-KO (unsup)",
+    "bert-sup": "SimCSE-BERT-KO (sup)",
+    "roberta-unsup": "SimCSE-RoBERTa-KO (unsup)",
+    "roberta-sup": "SimCSE-RoBERTa-KO (sup)",
+}
+
+#: Hub ids of the card's published checkpoints, per variant.
+PUBLISHED = {
+    "bert-unsup": "snumin44/simcse-ko-bert-unsupervised",
+    "bert-sup": "snumin44/simcse-ko-bert-supervised",
+    "roberta-unsup": "snumin44/simcse-ko-roberta-unsupervised",
+    "roberta-sup": "snumin44/simcse-ko-roberta-supervised",
+}
+
+
+def _row(*values: float) -> dict[str, float]:
+    return dict(zip(KEYS, values))
+
+
+#: benchmark -> variant -> {avg, cosine_pearson, ...}, as published.
+CARD = {
+    "korsts_test": {
+        "bert-unsup": _row(72.85, 73.00, 72.77, 72.96, 72.92, 72.93, 72.86, 72.80, 72.53),
+        "bert-sup": _row(85.98, 86.05, 86.00, 85.88, 86.08, 85.90, 86.08, 85.96, 85.89),
+        "roberta-unsup": _row(75.79, 76.39, 75.57, 75.71, 75.52, 75.65, 75.42, 76.41, 75.63),
+        "roberta-sup": _row(83.06, 82.67, 83.21, 83.22, 83.27, 83.24, 83.28, 82.54, 83.03),
+    },
+    "klue_dev": {
+        "bert-unsup": _row(65.27, 66.27, 64.31, 66.18, 64.05, 66.00, 63.77, 66.64, 64.93),
+        "bert-sup": _row(83.96, 82.98, 84.32, 84.32, 84.30, 84.28, 84.20, 83.00, 84.29),
+        "roberta-unsup": _row(80.78, 81.20, 80.35, 81.27, 80.36, 81.28, 80.40, 81.13, 80.26),
+        "roberta-sup": _row(85.31, 84.14, 85.64, 86.09, 85.68, 86.04, 85.65, 83.94, 85.30),
+    },
+}
+
+#: The card's experiment settings (unsupervised BERT), as listed.
+SETTINGS = {
+    "model": "klue/bert-base", "epochs": 1, "max_len": 64, "batch_size": 256, "lr": 5e-5,
+    "dropout": 0.1, "temp": 0.05, "pooler": "cls",
+}
+
+CITATIONS = (
+    "Gao, Yao and Chen (2021). SimCSE: Simple Contrastive Learning of Sentence Embeddings. EMNLP 2021. "
+    "arXiv:2104.08821.",
+    "Ham, Choe, Park, Choi and Soh (2020). KorNLI and KorSTS: New Benchmark Datasets for Korean Natural "
+    "Language Understanding. Findings of EMNLP 2020. arXiv:2004.03289.",
+    "Park et al. (2021). KLUE: Korean Language Understanding Evaluation. NeurIPS 2021 Datasets and "
+    "Benchmarks. arXiv:2105.09680.",
+)

@@ -1,0 +1,146 @@
+"""Base models and published checkpoints: a hub id at a pinned revision, or a local folder.
+
+Whatever the source, the result is a local folder with safetensors weights,
+config and tokenizer, plus a record of where it came from: the hub commit the
+revision resolved to (so a branch name still leaves an exact record) and the
+sha256 of every file. ``pytorch_model.bin`` is converted with torch's
+weights-only loader, never fully unpickled; ``trust_remote_code`` is never set.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+from pipeline.download import sha256_file
+from pipeline.errors import UserError
+from pipeline.modeling import PICKLE_WEIGHTS, SAFETENSORS, check_model_folder, convert_pickle_weights
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+#: Files a sentence encoder needs besides its weights (whichever of them the repo has).
+SIDE_FILES = (
+    "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+    "vocab.json", "merges.txt", "added_tokens.json", "sentencepiece.bpe.model", "spiece.model",
+)
+
+
+def is_local(model: str) -> bool:
+    """True if ``model`` names an existing local folder (checked before the hub-id form)."""
+    return Path(model).is_dir()
+
+
+def model_slug(model: str) -> str:
+    """Folder name under data/models for a model: ``klue/bert-base`` -> ``klue--bert-base``."""
+    if is_local(model) or not HUB_ID.match(model):
+        return "local--" + Path(model).resolve().name
+    return model.replace("/", "--")
+
+
+def is_commit(revision: str | None) -> bool:
+    """True for a full 40-hex commit hash (a pin); False for a branch or tag name."""
+    return bool(revision) and bool(COMMIT.match(revision))
+
+
+def _copy_local(folder: Path, dest: Path) -> dict[str, str]:
+    check_model_folder(folder)
+    dest.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    names = [n for n in SIDE_FILES if (folder / n).is_file()]
+    for name in names:
+        shutil.copyfile(folder / name, dest / name)
+    if (folder / SAFETENSORS).is_file():
+        shutil.copyfile(folder / SAFETENSORS, dest / SAFETENSORS)
+    else:
+        convert_pickle_weights(folder / PICKLE_WEIGHTS, dest / SAFETENSORS)
+    for name in sorted(p.name for p in dest.iterdir() if p.is_file()):
+        files[name] = sha256_file(dest / name)
+    return files
+
+
+def _hub_call(fn, what: str, retries: int = 4, backoff: float = 2.0):
+    """Run a hub call, retrying transient network errors; map the rest to one-line errors."""
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, HFValidationError,
+                                        LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
+
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except RevisionNotFoundError:
+            raise UserError(f"{what}: revision not found on the hub; check the pinned revision") from None
+        except GatedRepoError:
+            raise UserError(f"{what}: gated repository; accept its terms and set HF_TOKEN") from None
+        except (RepositoryNotFoundError, HFValidationError):
+            raise UserError(f"{what}: unknown hub id (or private without a token); "
+                            "expected an existing model id or a local folder") from None
+        except EntryNotFoundError:
+            raise UserError(f"{what}: file not found at that revision") from None
+        except (LocalEntryNotFoundError, HfHubHTTPError, ConnectionError, TimeoutError, OSError) as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status is not None and status < 500 and status not in (408, 429):
+                raise UserError(f"{what}: hub answered HTTP {status}") from None
+            if attempt >= retries:
+                raise UserError(f"{what}: cannot reach the Hugging Face hub after {attempt + 1} attempts "
+                                f"({type(exc).__name__}); check the network, or pass a local folder") from None
+            delay = backoff * 2 ** attempt
+            print(f"warning: {what}: {type(exc).__name__}; retrying in {delay:.0f}s", flush=True)
+            time.sleep(delay)
+            attempt += 1
+
+
+def _fetch_hub(repo_id: str, revision: str, dest: Path) -> tuple[str, dict[str, str]]:
+    from huggingface_hub import HfApi, hf_hub_download
+
+    what = f"{repo_id}@{revision}"
+    info = _hub_call(lambda: HfApi().model_info(repo_id, revision=revision), what)
+    commit = info.sha
+    available = {s.rfilename for s in (info.siblings or [])}
+    if SAFETENSORS in available:
+        weights = SAFETENSORS
+    elif PICKLE_WEIGHTS in available:
+        weights = PICKLE_WEIGHTS
+    else:
+        raise UserError(f"{what}: no {SAFETENSORS} or {PICKLE_WEIGHTS} in the repository")
+    wanted = [n for n in SIDE_FILES if n in available] + [weights]
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in wanted:
+        cached = _hub_call(lambda: hf_hub_download(repo_id, name, revision=commit), f"{what} {name}")
+        if name == PICKLE_WEIGHTS:
+            convert_pickle_weights(cached, dest / SAFETENSORS)
+        else:
+            shutil.copyfile(cached, dest / name)
+    files = {p.name: sha256_file(p) for p in sorted(dest.iterdir()) if p.is_file()}
+    return commit, files
+
+
+def fetch_model(model: str, revision: str | None, dest: Path | str) -> dict:
+    """Materialise ``model`` (hub id or local folder) as a local safetensors folder at ``dest``.
+
+    Args:
+        model: a local folder, or a hub id such as ``klue/bert-base``.
+        revision: for a hub id, a commit hash (pinned) or a branch/tag (resolved
+            and recorded, with a warning).
+        dest: the folder to fill (normally a temporary one, renamed by the caller).
+
+    Returns:
+        a manifest record: source, requested revision, resolved commit, whether it
+        was pinned, sha256 per file.
+    """
+    dest = Path(dest)
+    if is_local(model):
+        files = _copy_local(Path(model), dest)
+        return {"source": model, "kind": "local", "revision": None, "commit": None, "pinned": True,
+                "files": files}
+    if not HUB_ID.match(model):
+        raise UserError(f"model {model!r}: not a local folder and not a hub id (expected org/name)")
+    revision = revision or "main"
+    commit, files = _fetch_hub(model, revision, dest)
+    pinned = is_commit(revision)
+    if not pinned:
+        print(f"warning: {model}: revision {revision!r} is a branch or tag, not a commit; it resolved to "
+              f"{commit}. Pin that commit in params.yaml for an exact reproduction.", flush=True)
+    return {"source": f"https://huggingface.co/{model}", "kind": "hub", "revision": revision, "commit": commit,
+            "pinned": pinned, "files": files}

@@ -1,0 +1,131 @@
+"""A Hugging Face model card (README.md with YAML metadata) for a trained variant, and pushing it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from pipeline.card import CARD, COLUMN_TITLES, ROWS
+from pipeline.evaluate import BENCHMARKS
+from pipeline.metrics import COLUMNS, KEYS
+
+HUB_DATASETS = {"korsts_test": ("kor_nlu", "sts", "test"), "klue_dev": ("klue", "sts", "validation")}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def model_index(name: str, metrics: dict) -> list[dict]:
+    """The ``model-index`` metadata: the eight columns (x100) per benchmark."""
+    results = []
+    for bench, (_, title) in BENCHMARKS.items():
+        if bench not in metrics:
+            continue
+        hub_id, config, split = HUB_DATASETS[bench]
+        results.append({
+            "task": {"type": "sentence-similarity", "name": "Semantic Textual Similarity"},
+            "dataset": {"name": title, "type": hub_id, "config": config, "split": split},
+            "metrics": [{"type": key, "value": round(metrics[bench][key], 2),
+                         "name": COLUMN_TITLES[KEYS.index(key)]} for key in COLUMNS],
+        })
+    return [{"name": name, "results": results}]
+
+
+def render_model_card(training: dict, metrics: dict) -> str:
+    """README.md for ``dist/<variant>``: metadata, results vs the card, usage, training params.
+
+    Args:
+        training: the seed folder's training.json.
+        metrics: the variant's metrics JSON (evaluate stage).
+    """
+    variant = training["variant"]
+    cfg = training["config"]
+    base = training["base_model"]
+    name = f"simcse-ko-{variant}-repro"
+    datasets = ["klue", "kor_nlu"] + (["kor_nli"] if cfg["data"] == "nli" else [])
+    meta = {
+        "language": ["ko"],
+        "license": "cc-by-sa-4.0",
+        "library_name": "sentence-transformers",
+        "pipeline_tag": "sentence-similarity",
+        "tags": ["sentence-transformers", "feature-extraction", "sentence-similarity", "simcse"],
+        "base_model": base["model"],
+        "datasets": datasets,
+        "model-index": model_index(name, metrics),
+    }
+    objective = ("unsupervised SimCSE on a Korean Wikipedia corpus (each sentence is its own positive; "
+                 "dropout makes the two views)" if cfg["data"] == "wiki" else
+                 "supervised SimCSE on KorNLI triplets (entailment positives, contradiction hard negatives)")
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
+             f"# {name}", "",
+             f"A Korean sentence encoder trained with {objective}, starting from `{base['model']}`"
+             + (f" (commit `{base['commit']}`)" if base.get("commit") else "") + ".",
+             f"It reproduces the row **{ROWS.get(variant, variant)}** of the SimCSE-KO model card with the "
+             "simcse-ko-repro DVC pipeline; every number below comes from that pipeline's evaluate stage.", "",
+             f"Selected at training step {training['selected_step']} of {training['total_steps']} by "
+             f"{training['selection_metric']} = {training['best_dev'].get(training['selection_metric'].split('.')[-1], float('nan')):.2f}.",
+             "", "## Results (x100; AVG = mean of the eight columns)", ""]
+    for bench, (_, title) in BENCHMARKS.items():
+        if bench not in metrics:
+            continue
+        lines += [f"**{title}**", "", "| Model | " + " | ".join(COLUMN_TITLES) + " |",
+                  "|" + "---|" * (len(KEYS) + 1)]
+        lines.append(f"| this model | " + " | ".join(_fmt(metrics[bench][k]) for k in KEYS) + " |")
+        card_row = CARD.get(bench, {}).get(variant)
+        if card_row:
+            lines.append(f"| card: {ROWS[variant]} | " + " | ".join(_fmt(card_row[k]) for k in KEYS) + " |")
+        lines.append("")
+    pooling = {"cls": "[CLS] (first token) of the last hidden state", "mean": "mean of the last hidden states",
+               "max": "max over the last hidden states"}[cfg["pooler"]]
+    lines += [
+        "## Usage", "",
+        f"The embedding is the {pooling} — the vector that was evaluated. It is *not* BERT's "
+        "`pooler_output`, which the original card's example shows but its evaluation never used.", "",
+        "```python", "from sentence_transformers import SentenceTransformer", "",
+        f'model = SentenceTransformer("{name}")  # or the local folder',
+        'embeddings = model.encode(["한국어 문장 임베딩을 만듭니다.", "문장의 의미가 비슷하면 벡터도 가깝습니다."])',
+        "print(model.similarity(embeddings[0:1], embeddings[1:2]))", "```", "",
+        "With transformers only:", "",
+        "```python", "import torch", "from transformers import AutoModel, AutoTokenizer", "",
+        f'tokenizer = AutoTokenizer.from_pretrained("{name}")',
+        f'model = AutoModel.from_pretrained("{name}").eval()',
+        f'batch = tokenizer(["한국어 문장"], padding=True, truncation=True, max_length={cfg["max_len"]}, '
+        'return_tensors="pt")',
+        "with torch.inference_mode():",
+        "    hidden = model(input_ids=batch[\"input_ids\"], attention_mask=batch[\"attention_mask\"]).last_hidden_state",
+    ]
+    if cfg["pooler"] == "cls":
+        lines.append("embedding = hidden[:, 0]  # [CLS], as evaluated (not pooler_output)")
+    else:
+        lines.append("mask = batch[\"attention_mask\"].unsqueeze(-1)")
+        lines.append("embedding = (hidden * mask).sum(1) / mask.sum(1)" if cfg["pooler"] == "mean"
+                     else "embedding = hidden.masked_fill(mask == 0, -1e4).max(1).values")
+    lines += ["```", "", "## Training", "", "| param | value |", "|---|---|"]
+    for key in sorted(cfg):
+        lines.append(f"| {key} | {cfg[key]} |")
+    lines += ["", "## Citation", "",
+              "Gao, Yao and Chen (2021), SimCSE, EMNLP. Ham et al. (2020), KorNLI and KorSTS, arXiv:2004.03289. "
+              "Park et al. (2021), KLUE, arXiv:2105.09680.", ""]
+    return "\n".join(lines)
+
+
+def push_to_hub(folder: Path | str, repo_id: str, *, private: bool = False) -> str:
+    """Upload a packaged folder to the hub. The token comes only from the environment (HF_TOKEN).
+
+    Returns:
+        the URL of the commit.
+    """
+    from huggingface_hub import HfApi
+
+    from pipeline.errors import UserError
+
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise UserError("HF_TOKEN is not set; export a write token in the environment (never in a file of the repo)")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload from simcse-ko-repro")
+    return str(getattr(info, "commit_url", info))

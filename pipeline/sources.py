@@ -1,0 +1,68 @@
+"""The data sources of the pipeline: what each file is, where it comes from, how it is checked.
+
+``params.yaml`` lists each source under ``sources.<key>`` with a URL (or local
+path), a pinned revision and, where known, a sha256. The key fixes the file's
+name under data/raw and the parser that validates it right after download, so
+a malformed benchmark fails in the download stage, not after hours of training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline import data
+from pipeline.errors import UserError
+
+def _corpus_counts(path: Path) -> dict[str, int]:
+    corpus = data.read_corpus(path)
+    return {"rows": len(corpus.sentences), "blank_lines": corpus.blank_lines}
+
+
+def _korsts_counts(path: Path) -> dict[str, int]:
+    return {"rows": len(data.read_korsts(path))}
+
+
+def _klue_counts(path: Path) -> dict[str, int]:
+    return {"rows": len(data.read_klue_sts(path))}
+
+
+def _kornli_counts(path: Path) -> dict[str, int]:
+    return {"rows": len(data.read_kornli(path))}
+
+
+#: key -> (file name under data/raw, validator returning row counts for the manifest)
+SOURCES: dict[str, tuple[str, Callable[[Path], dict[str, int]]]] = {
+    "corpus": ("corpus.txt", _corpus_counts),
+    "korsts_train": ("korsts_train.tsv", _korsts_counts),
+    "korsts_dev": ("korsts_dev.tsv", _korsts_counts),
+    "korsts_test": ("korsts_test.tsv", _korsts_counts),
+    "klue_dev": ("klue_dev.json", _klue_counts),
+    "kornli_mnli": ("kornli_mnli.tsv", _kornli_counts),
+    "kornli_snli": ("kornli_snli.tsv", _kornli_counts),
+}
+
+
+def file_name(key: str) -> str:
+    """File name of source ``key`` under data/raw."""
+    return SOURCES[key][0]
+
+
+def check_sources(sources: Any, where: str = "params.yaml") -> dict[str, dict]:
+    """Validate the ``sources`` mapping: every known key present with a url; sha256 64 hex or null."""
+    if not isinstance(sources, dict):
+        raise UserError(f"{where}: sources must be a mapping of source name -> {{url, revision, sha256}}")
+    missing = [k for k in SOURCES if k not in sources]
+    if missing:
+        raise UserError(f"{where}: sources.{missing[0]} is missing; expected entries for {', '.join(SOURCES)}")
+    unknown = [k for k in sources if k not in SOURCES]
+    if unknown:
+        raise UserError(f"{where}: sources.{unknown[0]} is not a known source; expected {', '.join(SOURCES)}")
+    for key, entry in sources.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or not entry["url"]:
+            raise UserError(f"{where}: sources.{key}.url must be a URL or a local path")
+        sha = entry.get("sha256")
+        if sha is not None and (not isinstance(sha, str) or len(sha) != 64
+                                or any(c not in "0123456789abcdefABCDEF" for c in sha)):
+            raise UserError(f"{where}: sources.{key}.sha256 = {sha!r}: expected 64 hex characters or null")
+    return sources

@@ -1,0 +1,70 @@
+"""Stage `baseline`: the untrained base model(s) under the same evaluation, for reference rows.
+
+    python -m stages.baseline --models data/models --raw data/raw \
+        --metrics metrics/baseline.json --predictions eval/baseline
+
+One entry per distinct base model of the variants, keyed by its folder name
+(e.g. ``klue--bert-base``), pooled with `pooler` and truncated at `max_len`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.atomic import atomic_dir, write_json
+from pipeline.provenance import Timer, write_timing
+from pipeline.errors import cli_entry
+from pipeline.hub import model_slug
+from pipeline.params import POOLERS, Params, check_choice, check_max_len, eval_settings
+from stages.evaluate import benchmark_paths
+
+
+def read_params(params: Params) -> dict:
+    models = list(dict.fromkeys(params.resolved(v, "model") for v in params.variant_names()))
+    protocol, batch_size, bootstrap = eval_settings(params)
+    return {
+        "models": models,
+        "pooler": check_choice(params.source, "pooler", params.get("pooler"), POOLERS),
+        "max_len": check_max_len(params.source, "max_len", params.get("max_len")),
+        "protocol": protocol, "batch_size": batch_size, "bootstrap": bootstrap,
+    }
+
+
+def run(cfg: dict, *, models: Path, raw: Path, metrics_path: Path, predictions: Path) -> dict:
+    import torch
+
+    from pipeline.evaluate import evaluate_folders
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    metrics = {}
+    with atomic_dir(predictions) as tmp:
+        for model in cfg["models"]:
+            slug = model_slug(model)
+            metrics[slug] = evaluate_folders(
+                [models / slug], benchmark_paths(raw), protocol=cfg["protocol"], max_len=cfg["max_len"],
+                batch_size=cfg["batch_size"], bootstrap=cfg["bootstrap"], default_pooler=cfg["pooler"],
+                labels=[slug], predictions_dir=tmp, device=device)
+            print(f"{model} (untrained): KorSTS {metrics[slug]['korsts_test']['avg']:.2f}, "
+                  f"KLUE {metrics[slug]['klue_dev']['avg']:.2f}", flush=True)
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("models", "raw", "metrics", "predictions"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--timing", type=Path)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    with Timer() as timer:
+        run(read_params(Params.load(args.params)), models=args.models, raw=args.raw, metrics_path=args.metrics,
+            predictions=args.predictions)
+    write_timing(args.timing, "baseline", timer.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

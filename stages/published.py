@@ -1,0 +1,80 @@
+"""Stage `published`: the card's four published checkpoints, evaluated with our code.
+
+    python -m stages.published --raw data/raw --metrics metrics/published.json --predictions eval/published
+
+Separates "our evaluation differs from the card" (published checkpoint vs the
+card's numbers) from "our training differs" (our model vs the published
+checkpoint). Needs the Hugging Face hub; with `published.enabled: false`
+(offline) it writes an empty metrics file and says so in the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from pipeline.atomic import atomic_dir, write_json
+from pipeline.provenance import Timer, write_timing
+from pipeline.errors import UserError, cli_entry
+from pipeline.params import Params, check_bool, check_max_len, eval_settings
+from stages.evaluate import benchmark_paths
+
+
+def read_params(params: Params) -> dict:
+    src = params.source
+    enabled = check_bool(src, "published.enabled", params.get("published.enabled"))
+    checkpoints = params.get("published.checkpoints")
+    if not isinstance(checkpoints, dict) or not all(isinstance(v, dict) and "id" in v for v in checkpoints.values()):
+        raise UserError(f"{src}: published.checkpoints must map a variant to {{id, revision}}")
+    protocol, batch_size, bootstrap = eval_settings(params)
+    return {"enabled": enabled, "checkpoints": checkpoints, "protocol": protocol, "batch_size": batch_size,
+            "bootstrap": bootstrap, "max_len": check_max_len(src, "max_len", params.get("max_len"))}
+
+
+def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
+    metrics: dict = {}
+    with atomic_dir(predictions) as tmp:
+        manifest: dict = {"enabled": cfg["enabled"], "checkpoints": {}}
+        if cfg["enabled"]:
+            import torch
+
+            from pipeline.evaluate import evaluate_folders
+            from pipeline.hub import fetch_model
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            for variant, entry in cfg["checkpoints"].items():
+                with tempfile.TemporaryDirectory(prefix="published-") as folder:
+                    record = fetch_model(entry["id"], entry.get("revision"), Path(folder) / "model")
+                    # the card evaluated [CLS] of the last hidden state, at max length 64
+                    metrics[variant] = evaluate_folders(
+                        [Path(folder) / "model"], benchmark_paths(raw), protocol=cfg["protocol"],
+                        max_len=cfg["max_len"], batch_size=cfg["batch_size"], bootstrap=cfg["bootstrap"],
+                        default_pooler="cls", labels=[variant], predictions_dir=tmp, device=device)
+                manifest["checkpoints"][variant] = {"model": entry["id"], **record}
+                print(f"{entry['id']}: KorSTS {metrics[variant]['korsts_test']['avg']:.2f}, "
+                      f"KLUE {metrics[variant]['klue_dev']['avg']:.2f}", flush=True)
+        else:
+            print("published checkpoints: skipped (published.enabled is false)", flush=True)
+        write_json(tmp / "manifest.json", manifest)
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("raw", "metrics", "predictions"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--timing", type=Path)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    with Timer() as timer:
+        run(read_params(Params.load(args.params)), raw=args.raw, metrics_path=args.metrics,
+            predictions=args.predictions)
+    write_timing(args.timing, "published", timer.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Stage `report`: render the card's tables, figures and provenance into the report folder.
+
+    python -m stages.report --out reports --metrics metrics --eval eval --models models --live dvclive \
+        --raw data/raw --data-models data/models --train data/train --timings timings
+
+Writes <out>/README.md (deterministic markdown), <out>/metrics.json (every
+number the tables show), <out>/figures/*.png and <out>/timings.json (wall
+times; kept out of README.md so identical runs give identical markdown).
+Variants without results yet are left out, so the report can follow a
+partial run (`dvc repro train@bert-sup` then `python -m stages.report ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.atomic import atomic_dir, write_json, write_text
+from pipeline.card import ROWS
+from pipeline.errors import cli_entry
+from pipeline.params import Params, eval_settings
+from pipeline.provenance import code_version
+
+
+def read_params(params: Params) -> dict:
+    names = params.variant_names()
+    params.get("variants")
+    # the card's row order first, then any other variants in params order
+    ordered = [v for v in ROWS if v in names] + [v for v in names if v not in ROWS]
+    _, _, bootstrap = eval_settings(params)
+    note = params.get("report_note") or ""
+    return {"variants": ordered, "bootstrap": bootstrap, "note": str(note).strip()}
+
+
+def build(cfg: dict, args: argparse.Namespace) -> Path:
+    from pipeline import report
+
+    inputs = report.collect(
+        variants=cfg["variants"], metrics_dir=args.metrics, eval_dir=args.eval, models_dir=args.models,
+        live_dir=args.live, raw_dir=args.raw, data_models_dir=args.data_models, train_dir=args.train,
+        lock_path=Path("dvc.lock"), code=code_version("."), note=cfg["note"], bootstrap=cfg["bootstrap"])
+    comparisons = report.published_differences(inputs)
+    out: Path = args.out
+    with atomic_dir(out / "figures") as tmp:
+        figures = report.draw_figures(inputs, tmp)
+    write_json(out / "metrics.json", report.combined_metrics(inputs, comparisons))
+    write_json(out / "timings.json", report.timings(args.timings))
+    write_text(out / "README.md", report.render(inputs, figures, comparisons))
+    return out / "README.md"
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("out", "metrics", "eval", "models", "live", "raw", "data-models", "train", "timings"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    path = build(read_params(Params.load(args.params)), args)
+    print(f"report: {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
