@@ -145,8 +145,8 @@ def read_klue_sts(path: Path | str, *, label_key: str = "label", name: str = "kl
 
     Raises:
         UserError: invalid JSON, a record without ``guid``/``sentence1``/
-            ``sentence2``/``labels``/the label, a label outside [0, 5], an empty
-            sentence, or a duplicate ``guid``.
+            ``sentence2``/``labels``/the label, a ``guid`` that is not a string,
+            a label outside [0, 5], an empty sentence, or a duplicate ``guid``.
     """
     path = Path(path)
     text = "\n".join(line for _, line in _lines(path))
@@ -166,6 +166,8 @@ def read_klue_sts(path: Path | str, *, label_key: str = "label", name: str = "kl
             if key not in record:
                 raise UserError(f"{where}: missing '{key}'")
         guid = record["guid"]
+        if not isinstance(guid, str) or not guid:
+            raise UserError(f"{where}: guid = {guid!r}: expected a non-empty string")
         where = f"{path}: record {index} (guid {guid})"
         if guid in seen:
             raise UserError(f"{where}: duplicate guid; expected each guid once")
@@ -246,8 +248,8 @@ def read_kornli(path: Path | str) -> list[NliRow]:
     ``kor_nli`` loader (the card's source of triplets) did.
 
     Raises:
-        UserError: a different header, a row without 3 fields, or a ``gold_label``
-            other than entailment / neutral / contradiction.
+        UserError: a different header, a row without 3 fields, a ``gold_label``
+            other than entailment / neutral / contradiction, or no rows.
     """
     path = Path(path)
     lines = _lines(path)
@@ -265,6 +267,8 @@ def read_kornli(path: Path | str) -> list[NliRow]:
             raise UserError(f"{path}:{number}: unknown gold_label {fields[2]!r}; expected one of "
                             f"{', '.join(NLI_LABELS)}")
         rows.append(NliRow(fields[0], fields[1], fields[2]))
+    if not rows:
+        raise UserError(f"{path}: no data rows after the header")
     return rows
 
 

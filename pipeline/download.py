@@ -63,6 +63,12 @@ def resolve_source(url: str, revision: str | None = None, base: Path | str = "."
     return url
 
 
+def _bar_off(progress: bool) -> bool | None:
+    # tqdm's None = off unless stderr is a terminal: bars in a piped or logged stderr
+    # bury the one-line error that must be the only thing there.
+    return None if progress else True
+
+
 def _is_transient_http(code: int) -> bool:
     return code in (408, 425, 429) or 500 <= code < 600
 
@@ -75,7 +81,7 @@ def _stream_http(url: str, dest, timeout: float, progress: bool) -> None:
         received = 0
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                   desc=os.path.basename(urllib.parse.urlparse(url).path) or url,
-                  disable=not progress, leave=False) as bar:
+                  disable=_bar_off(progress), leave=False) as bar:
             while True:
                 block = response.read(CHUNK)
                 if not block:
@@ -89,7 +95,7 @@ def _stream_http(url: str, dest, timeout: float, progress: bool) -> None:
 
 def _copy_local(path: Path, dest, progress: bool) -> None:
     with open(path, "rb") as src, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                        unit_divisor=1024, desc=path.name, disable=not progress,
+                                        unit_divisor=1024, desc=path.name, disable=_bar_off(progress),
                                         leave=False) as bar:
         for block in iter(lambda: src.read(CHUNK), b""):
             dest.write(block)
@@ -116,7 +122,7 @@ def fetch(
         retries: extra attempts after a transient failure (network, 5xx, truncated body).
         backoff: seconds before the first retry, doubled each time.
         timeout: socket timeout per attempt, in seconds.
-        progress: show a tqdm bar of bytes received.
+        progress: show a tqdm bar of bytes received (only when stderr is a terminal).
 
     Returns:
         :class:`Fetched` with the digest and size.

@@ -153,16 +153,20 @@ def load_encoder(
         import tempfile
 
         weights_dir = Path(tempfile.mkdtemp(prefix="simcse-ko-weights-"))
-        for item in folder.iterdir():
-            if item.is_file() and item.name != PICKLE_WEIGHTS:
-                shutil.copy2(item, weights_dir / item.name)
-        convert_pickle_weights(folder / PICKLE_WEIGHTS, weights_dir / SAFETENSORS)
     try:
+        if weights_dir != folder:
+            for item in folder.iterdir():
+                if item.is_file() and item.name != PICKLE_WEIGHTS:
+                    shutil.copy2(item, weights_dir / item.name)
+            convert_pickle_weights(folder / PICKLE_WEIGHTS, weights_dir / SAFETENSORS)
         backbone = AutoModel.from_pretrained(weights_dir, config=config, use_safetensors=True,
                                              trust_remote_code=False)
     except (OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{folder}: cannot load the model weights ({first})") from None
+    finally:
+        if weights_dir != folder:  # the converted copy is in memory now; a model-sized temp folder per call
+            shutil.rmtree(weights_dir, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
     # Pretrained poolers (BERT's NSP pooler) are kept in the saved folder but never
     # trained or used: freeze them so DDP sees no unused trainable parameters.

@@ -49,7 +49,8 @@ def file_name(key: str) -> str:
 
 
 def check_sources(sources: Any, where: str = "params.yaml") -> dict[str, dict]:
-    """Validate the ``sources`` mapping: every known key present with a url; sha256 64 hex or null."""
+    """Validate the ``sources`` mapping: every known key present with a url; revision a string or
+    null; sha256 64 hex or null."""
     if not isinstance(sources, dict):
         raise UserError(f"{where}: sources must be a mapping of source name -> {{url, revision, sha256}}")
     missing = [k for k in SOURCES if k not in sources]
@@ -61,6 +62,10 @@ def check_sources(sources: Any, where: str = "params.yaml") -> dict[str, dict]:
     for key, entry in sources.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or not entry["url"]:
             raise UserError(f"{where}: sources.{key}.url must be a URL or a local path")
+        revision = entry.get("revision")
+        if revision is not None and not isinstance(revision, str):  # YAML reads `1.0` as a float
+            raise UserError(f"{where}: sources.{key}.revision = {revision!r}: expected a string "
+                            "(a commit, tag or branch; quote it in YAML) or null")
         sha = entry.get("sha256")
         if sha is not None and (not isinstance(sha, str) or len(sha) != 64
                                 or any(c not in "0123456789abcdefABCDEF" for c in sha)):

@@ -155,6 +155,40 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+# --- one batch --------------------------------------------------------------------
+
+def batch_loss(forward: Callable, groups: Sequence[Sequence[np.ndarray]], *, pad_id: int, temp: float,
+               hard_negative_weight: float, info: D.DistInfo, device: torch.device, amp_dtype) -> torch.Tensor:
+    """The contrastive loss of this process's shard of a batch.
+
+    Args:
+        forward: the (possibly DDP-wrapped) encoder's training view, (N, T) -> (N, H).
+        groups: token ids per column: one column (unsupervised: every sentence is
+            encoded twice, dropout makes the two views) or three (anchor, positive,
+            hard negative), each with this process's ``local`` rows.
+        info: with several processes, positives and negatives are gathered from all
+            of them, so the negatives span the global batch.
+
+    Returns:
+        scalar loss over this process's anchors.
+    """
+    groups = list(groups)
+    local = len(groups[0])
+    if len(groups) == 1:
+        groups = groups * 2
+    # all views in one forward pass, padded to the longest sentence of the batch
+    input_ids, mask = collate([seq for group in groups for seq in group], pad_id)  # (G * local, T)
+    input_ids = input_ids.to(device, non_blocking=True)
+    mask = mask.to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        z = forward(input_ids, mask)  # (G * local, H)
+    views = z.float().split(local)
+    positive = D.gather_with_grad(views[1], info)  # (world * local, H)
+    negative = D.gather_with_grad(views[2], info) if len(views) > 2 else None
+    return simcse_loss(views[0], positive, negative, temp=temp, hard_negative_weight=hard_negative_weight,
+                       label_offset=info.rank * local)
+
+
 # --- the loop ---------------------------------------------------------------------
 
 @dataclass
@@ -318,22 +352,10 @@ def train_seed(
         epoch, in_epoch = divmod(step, per_epoch)
         order = epoch_order(n, seed, epoch)
         idx = batch_indices(order, in_epoch, settings.batch_size, info)
-        local = len(idx)
-        groups = [col.rows(idx) for col in columns]
-        if len(columns) == 1:
-            groups = groups * 2  # the same sentences twice: dropout makes the two views
-        input_ids, mask = collate([seq for group in groups for seq in group], pad_id)
-        input_ids = input_ids.to(device, non_blocking=True)
-        mask = mask.to(device, non_blocking=True)
         lr_now = scheduler.get_last_lr()[0]
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            z = forward(input_ids, mask)  # (G * local, H), G = 2 views or 3 columns
-        views = z.float().split(local)
-        anchor = views[0]
-        positive = D.gather_with_grad(views[1], info)
-        negative = D.gather_with_grad(views[2], info) if len(views) > 2 else None
-        loss = simcse_loss(anchor, positive, negative, temp=settings.temp,
-                           hard_negative_weight=settings.hard_negative_weight, label_offset=info.rank * local)
+        loss = batch_loss(forward, [col.rows(idx) for col in columns], pad_id=pad_id, temp=settings.temp,
+                          hard_negative_weight=settings.hard_negative_weight, info=info, device=device,
+                          amp_dtype=amp_dtype)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)

@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.download import fetch, resolve_source
 from pipeline.provenance import Timer, write_timing
-from pipeline.errors import cli_entry
+from pipeline.errors import UserError, cli_entry
 from pipeline.params import Params
 from pipeline.sources import SOURCES, check_sources
 
@@ -33,7 +33,11 @@ def download_all(sources: dict, out: Path) -> dict:
             revision = entry.get("revision")
             url = resolve_source(entry["url"], revision)
             fetched = fetch(url, tmp / name, sha256=entry.get("sha256"))
-            counts = validate(tmp / name)
+            try:
+                counts = validate(tmp / name)
+            except UserError as exc:
+                # the parser names the temporary copy, which is gone once this fails: name the source
+                raise UserError(f"sources.{key}: " + str(exc).replace(str(tmp / name), url)) from None
             if not fetched.pinned:
                 print(f"warning: sources.{key}: no sha256 pinned; recorded {fetched.sha256} "
                       "(pin it in params.yaml to verify future downloads)", flush=True)

@@ -147,8 +147,7 @@ def run(cfg: TrainConfig, *, tokens: Path, models: Path, out: Path, live_dir: Pa
         with atomic_dir(out) as tmp:
             for seed in cfg.seeds:
                 shutil.copytree(resume / f"seed-{seed}" / "done", tmp / f"seed-{seed}")
-        shutil.rmtree(resume, ignore_errors=True)
-        resume.mkdir(parents=True, exist_ok=True)  # declared (persist) output: keep the empty folder
+        shutil.rmtree(resume, ignore_errors=True)  # scratch: only needed until the stage succeeds
     D.shutdown(info)
     return timings
 

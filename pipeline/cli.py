@@ -1,0 +1,109 @@
+"""The ``simcse-ko`` command: evaluate any model the way the pipeline does, push a packaged model.
+
+    simcse-ko evaluate MODEL --korsts-test TSV --klue-dev JSON [--json OUT] [--protocol card|clean]
+    simcse-ko push dist/bert-unsup --repo-id you/simcse-ko-bert-unsup   (token from HF_TOKEN)
+
+``evaluate`` uses the evaluate stage's implementation (same parsing, pooling,
+metrics, bootstrap) and writes the same metric keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from pipeline.errors import UserError, cli_entry
+
+
+def _local_model(model: str, revision: str | None, scratch: Path) -> Path:
+    """A local folder for ``model``: itself if it is one, else a hub download at ``revision``."""
+    from pipeline.hub import fetch_model, is_local
+
+    if is_local(model):
+        return Path(model)
+    record = fetch_model(model, revision, scratch / "model")
+    print(f"{model}: hub commit {record['commit']}", file=sys.stderr)
+    return scratch / "model"
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    import json as _json
+
+    import torch
+
+    from pipeline.atomic import write_json
+    from pipeline.evaluate import evaluate_folders, format_rows
+    from pipeline.params import BootstrapConfig
+
+    paths = {}
+    if args.korsts_test:
+        paths["korsts_test"] = args.korsts_test
+    if args.klue_dev:
+        paths["klue_dev"] = args.klue_dev
+    if not paths:
+        raise UserError("nothing to evaluate: pass --korsts-test TSV and/or --klue-dev JSON")
+    for path in paths.values():
+        if not Path(path).is_file():
+            raise UserError(f"{path}: file not found")
+    with tempfile.TemporaryDirectory(prefix="simcse-ko-") as scratch:
+        folder = _local_model(args.model, args.revision, Path(scratch))
+        max_len = args.max_len
+        if max_len is None:
+            config = folder / "sentence_bert_config.json"
+            max_len = _json.loads(config.read_text())["max_seq_length"] if config.is_file() else 64
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        metrics = evaluate_folders(
+            [folder], paths, protocol=args.protocol, max_len=max_len, batch_size=args.batch_size,
+            bootstrap=BootstrapConfig(resamples=args.resamples, confidence=0.95, seed=args.seed),
+            default_pooler=args.pooler, labels=[Path(args.model).name], device=device)
+    print("\n".join(format_rows(metrics, args.model)))
+    if args.json:
+        write_json(args.json, metrics)
+    return 0
+
+
+def push_command(args: argparse.Namespace) -> int:
+    from pipeline.modelcard import push_to_hub
+
+    folder = Path(args.folder)
+    if not (folder / "README.md").is_file() or not (folder / "model.safetensors").is_file():
+        raise UserError(f"{folder}: not a packaged model (README.md and model.safetensors expected); "
+                        "run `dvc repro package@<variant>` first")
+    print(push_to_hub(folder, args.repo_id, private=args.private))
+    return 0
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="simcse-ko", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("evaluate", help="the card's eight columns and AVG, with 95%% bootstrap intervals")
+    ev.add_argument("model", help="a local model folder or a hub id")
+    ev.add_argument("--korsts-test", type=Path, help="KorSTS test TSV")
+    ev.add_argument("--klue-dev", type=Path, help="KLUE-STS dev JSON")
+    ev.add_argument("--json", type=Path, help="write the metrics JSON here (the evaluate stage's keys)")
+    ev.add_argument("--protocol", choices=("card", "clean"), default="card",
+                    help="card: the card's quirks (default); clean: sentences as published, real-label")
+    ev.add_argument("--revision", help="hub revision (commit or branch) when MODEL is a hub id")
+    ev.add_argument("--pooler", choices=("cls", "mean", "max"), default="cls",
+                    help="pooling when the folder has no sentence-transformers config (default: cls)")
+    ev.add_argument("--max-len", type=int, help="default: the folder's max_seq_length, else 64")
+    ev.add_argument("--batch-size", type=int, default=256)
+    ev.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    ev.add_argument("--seed", type=int, default=42, help="bootstrap seed")
+    ev.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    ev.set_defaults(func=evaluate_command)
+    push = sub.add_parser("push", help="upload a packaged model folder to the hub (token from HF_TOKEN)")
+    push.add_argument("folder", help="dist/<variant>")
+    push.add_argument("--repo-id", required=True)
+    push.add_argument("--private", action="store_true")
+    push.set_defaults(func=push_command)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""Recipes (schedules, MLP head), batching and a short real training run on a tiny model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import distributed as D
+from pipeline.loss import simcse_loss
+from pipeline.modeling import collate, load_encoder
+from pipeline.tiny import build_tiny_model
+from pipeline.tokens import TokenColumn, tokenize_to_arrays, write_column
+from pipeline.train import (DevSet, TrainSettings, batch_indices, epoch_order, make_optimizer, make_scheduler,
+                            steps_per_epoch, train_seed)
+
+SENTENCES = [f"{city}에서 {n}번째 {thing}을 보았다." for city in ("서울", "부산", "대구", "광주", "인천")
+             for n in range(1, 9) for thing in ("사람", "나무", "기차")]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    return build_tiny_model(corpus, root / "model", vocab_size=300, hidden=32, heads=2, intermediate=64)
+
+
+def lrs(recipe: str, steps: int, epochs: int = 1) -> list[float]:
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=5e-5)
+    sched = make_scheduler(opt, recipe=recipe, epochs=epochs, total_steps=steps)
+    out = []
+    for _ in range(steps):
+        out.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_card_schedule_alternates_lr_and_zero():
+    values = lrs("card", 6)
+    assert values == pytest.approx([5e-5, 0.0, 5e-5, 0.0, 5e-5, 0.0], abs=1e-12)
+
+
+def test_card_schedule_with_two_epochs_follows_cosine_period_four():
+    values = lrs("card", 5, epochs=2)
+    assert values == pytest.approx([5e-5, 2.5e-5, 0.0, 2.5e-5, 5e-5], abs=1e-12)
+
+
+def test_simcse_schedule_decays_linearly_to_zero():
+    values = lrs("simcse", 4)
+    assert values == pytest.approx([5e-5, 3.75e-5, 2.5e-5, 1.25e-5])
+
+
+def test_weight_decay_groups(tiny):
+    encoder, _ = load_encoder(tiny, use_head=True)
+    opt = make_optimizer(encoder, lr=1e-3, weight_decay=0.01, device_type="cpu")
+    decay, no_decay = opt.param_groups
+    names = {id(p): n for n, p in encoder.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(not (names[id(p)].endswith("bias") or "LayerNorm.weight" in names[id(p)]) for p in decay["params"])
+    assert all(names[id(p)].endswith("bias") or "LayerNorm.weight" in names[id(p)] for p in no_decay["params"])
+    assert any(names[id(p)] == "head.0.weight" for p in decay["params"])
+    # the frozen BERT pooler is not optimised
+    assert not any(".pooler." in names[id(p)] for g in opt.param_groups for p in g["params"])
+
+
+@pytest.mark.parametrize("recipe, head_in_path", [("card", False), ("simcse", True)])
+def test_mlp_head_is_in_the_training_gradient_path_only_for_simcse(tiny, recipe, head_in_path):
+    torch.manual_seed(0)
+    encoder, tokenizer = load_encoder(tiny, use_head=recipe == "simcse", dropout=0.0)
+    assert (encoder.head is not None) == head_in_path
+    ids = tokenizer(SENTENCES[:6])["input_ids"]
+    input_ids, mask = collate(ids, tokenizer.pad_token_id)
+    z = encoder(input_ids, mask)
+    simcse_loss(z, z.roll(1, 0), temp=0.05).backward()
+    if head_in_path:
+        assert encoder.head[0].weight.grad is not None and encoder.head[0].weight.grad.abs().sum() > 0
+        # the evaluated embedding never goes through the head
+        with torch.no_grad():
+            assert not torch.allclose(encoder(input_ids, mask), encoder.embed(input_ids, mask))
+    else:
+        with torch.no_grad():
+            torch.testing.assert_close(encoder(input_ids, mask), encoder.embed(input_ids, mask))
+
+
+def test_epoch_order_and_batches():
+    a, b = epoch_order(10, 42, 0), epoch_order(10, 42, 0)
+    assert np.array_equal(a, b) and sorted(a.tolist()) == list(range(10))
+    assert not np.array_equal(a, epoch_order(10, 42, 1))
+    assert steps_per_epoch(10, 4, 1) == 3  # last partial batch kept, as the card's DataLoader
+    assert steps_per_epoch(10, 4, 2) == 3  # a remainder of 2 splits over 2 processes
+    assert steps_per_epoch(9, 4, 2) == 2  # a remainder of 1 cannot: dropped
+    assert steps_per_epoch(9, 4, 1) == 3
+    order = np.arange(10)
+    assert batch_indices(order, 0, 4, D.DistInfo(0, 2)).tolist() == [0, 1]
+    assert batch_indices(order, 0, 4, D.DistInfo(1, 2)).tolist() == [2, 3]
+    assert batch_indices(order, 2, 4, D.DistInfo(1, 2)).tolist() == [9]
+
+
+def _columns(folder: Path, tokenizer, sentences):
+    folder.mkdir(parents=True, exist_ok=True)
+    ids, off = tokenize_to_arrays(tokenizer, sentences, max_len=32, progress=False)
+    write_column(folder, "sent", ids, off)
+    half = len(sentences) // 2
+    for name, part in (("dev1", sentences[:half]), ("dev2", sentences[half:2 * half])):
+        ids, off = tokenize_to_arrays(tokenizer, part, max_len=32, progress=False)
+        write_column(folder, name, ids, off)
+    np.save(folder / "dev.scores.npy", np.linspace(0, 5, half))
+    return [TokenColumn(folder, "sent")], DevSet.load(folder)
+
+
+def test_short_training_run_saves_the_selected_checkpoint(tiny, tmp_path):
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    settings = TrainSettings(epochs=1, batch_size=16, lr=1e-3, dropout=0.1, temp=0.05, pooler="mean",
+                             recipe="simcse", eval_steps=3, weight_decay=0.01, hard_negative_weight=0.0, max_len=32,
+                             checkpoint_steps=1000, log_steps=2)
+    logged = []
+    result = train_seed(settings, seed=1, model_dir=tiny, columns=columns, dev=dev, out_dir=tmp_path / "out",
+                        state_path=tmp_path / "state.pt", fingerprint_value="f", device=torch.device("cpu"),
+                        log=lambda step, values: logged.append((step, values)), progress=False)
+    assert result.total_steps == math.ceil(len(SENTENCES) / 16) == 8
+    assert [h["step"] for h in result.dev_history] == [3, 6, 8]
+    best = max(result.dev_history, key=lambda h: h["cosine_spearman"])
+    assert result.selected_step == best["step"]
+    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "modules.json").is_file()
+    assert [s for s, v in logged if "train/loss" in v] == [2, 4, 6, 8]
+    assert all("train/lr" in v for s, v in logged if "dev/cosine_pearson" not in v)
+    # the saved weights are the selected step's: re-scoring them reproduces the selected dev score
+    from pipeline.train import dev_scores
+
+    saved, _ = load_encoder(tmp_path / "out", pooler="mean")
+    rescored = dev_scores(saved, dev, pad_id=tokenizer.pad_token_id, batch_size=64, device=torch.device("cpu"),
+                          autocast_dtype=None)
+    assert rescored["cosine_spearman"] == pytest.approx(best["cosine_spearman"], abs=1e-6)
