@@ -19,6 +19,36 @@ ROWS = {
     "roberta-sup": "SimCSE-RoBERTa-KO (sup)",
 }
 
+
+def card_row(variant: str) -> str | None:
+    """The card row a variant reproduces: its own name, or the card row it extends.
+
+    ``bert-unsup-simcse`` (the paper's recipe on the same data and model) is
+    compared with the card's ``bert-unsup`` row.
+    """
+    if variant in ROWS:
+        return variant
+    matches = [row for row in ROWS if variant.startswith(row + "-")]
+    return max(matches, key=len) if matches else None
+
+
+def row_label(variant: str) -> str:
+    """Display name: the card's row label, then " · " and the variant's suffix if it extends one."""
+    row = card_row(variant)
+    if row is None:
+        return variant
+    return ROWS[row] if row == variant else f"{ROWS[row]} · {variant[len(row) + 1:]}"
+
+
+def card_order(variants: list[str]) -> list[str]:
+    """Variants in the card's row order, each extension right after its card row, others last."""
+    ordered = []
+    for row in ROWS:
+        ordered += [v for v in variants if card_row(v) == row and v == row]
+        ordered += [v for v in variants if card_row(v) == row and v != row]
+    return ordered + [v for v in variants if v not in ordered]
+
+
 #: Hub ids of the card's published checkpoints, per variant.
 PUBLISHED = {
     "bert-unsup": "snumin44/simcse-ko-bert-unsupervised",

@@ -47,6 +47,14 @@ def pooler_of(folder: Path | str, default: str = "cls") -> str:
     return default
 
 
+def normalizes(folder: Path | str) -> bool:
+    """True if the folder's sentence-transformers pipeline ends in a Normalize module (unit vectors)."""
+    modules = Path(folder) / "modules.json"
+    if not modules.is_file():
+        return False
+    return any(m.get("type", "").endswith("models.Normalize") for m in json.loads(modules.read_text(encoding="utf-8")))
+
+
 def score_folder(
     folder: Path | str,
     sets: Mapping[str, Mapping[str, StsSet]],
@@ -59,7 +67,10 @@ def score_folder(
 ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Pair scores of one model on every (protocol, benchmark) set.
 
-    Every distinct sentence across all sets is encoded once.
+    Every distinct sentence across all sets is encoded once. A folder whose
+    sentence-transformers modules end in Normalize (e.g. all-MiniLM-L6-v2) is
+    scored on unit vectors, as that model defines its embedding; our own models
+    (and the card's) have no Normalize, so euclidean/manhattan/dot see raw vectors.
 
     Args:
         sets: {protocol: {benchmark: StsSet}}.
@@ -77,6 +88,8 @@ def score_folder(
     unique = list(dict.fromkeys(sentences))
     emb = encode(encoder, tokenizer, unique, max_len=max_len, batch_size=batch_size, device=device,
                  autocast_dtype=autocast_dtype)
+    if normalizes(folder):
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     row = {s: i for i, s in enumerate(unique)}
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for protocol, by_bench in sets.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.card import CARD, COLUMN_TITLES, ROWS
+from pipeline.card import CARD, COLUMN_TITLES, card_row, row_label
 from pipeline.evaluate import BENCHMARKS
 from pipeline.metrics import COLUMNS, KEYS
 
@@ -63,7 +63,7 @@ def render_model_card(training: dict, metrics: dict) -> str:
              f"# {name}", "",
              f"A Korean sentence encoder trained with {objective}, starting from `{base['model']}`"
              + (f" (commit `{base['commit']}`)" if base.get("commit") else "") + ".",
-             f"It reproduces the row **{ROWS.get(variant, variant)}** of the SimCSE-KO model card with the "
+             f"It reproduces the row **{row_label(variant)}** of the SimCSE-KO model card with the "
              "simcse-ko-repro DVC pipeline; every number below comes from that pipeline's evaluate stage.", "",
              f"Selected at training step {training['selected_step']} of {training['total_steps']} by "
              f"{training['selection_metric']} = {training['best_dev'].get(training['selection_metric'].split('.')[-1], float('nan')):.2f}.",
@@ -74,9 +74,10 @@ def render_model_card(training: dict, metrics: dict) -> str:
         lines += [f"**{title}**", "", "| Model | " + " | ".join(COLUMN_TITLES) + " |",
                   "|" + "---|" * (len(KEYS) + 1)]
         lines.append(f"| this model | " + " | ".join(_fmt(metrics[bench][k]) for k in KEYS) + " |")
-        card_row = CARD.get(bench, {}).get(variant)
-        if card_row:
-            lines.append(f"| card: {ROWS[variant]} | " + " | ".join(_fmt(card_row[k]) for k in KEYS) + " |")
+        published = CARD.get(bench, {}).get(card_row(variant) or "")
+        if published:
+            lines.append(f"| card: {row_label(card_row(variant))} | " + " | ".join(_fmt(published[k]) for k in KEYS)
+                         + " |")
         lines.append("")
     pooling = {"cls": "[CLS] (first token) of the last hidden state", "mean": "mean of the last hidden states",
                "max": "max over the last hidden states"}[cfg["pooler"]]

@@ -13,7 +13,7 @@ from pipeline.metrics import KEYS
 STYLE = {
     "figure.dpi": 100, "savefig.dpi": 100, "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,
     "legend.fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3,
-    "font.family": "DejaVu Sans", "svg.hashsalt": "simcse-ko",
+    "font.family": "DejaVu Sans", "svg.hashsalt": "simcse-ko", "legend.framealpha": 0.9,
 }
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 

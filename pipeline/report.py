@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pipeline.card import CARD, CITATIONS, COLUMN_TITLES, PUBLISHED, ROWS
+from pipeline.card import CARD, CITATIONS, COLUMN_TITLES, PUBLISHED, card_row, row_label
 from pipeline.evaluate import BENCHMARKS, read_predictions
 from pipeline.metrics import KEYS, bootstrap_intervals
 from pipeline.params import BootstrapConfig
@@ -126,7 +126,13 @@ def _header() -> list[str]:
 
 
 def label_of(variant: str) -> str:
-    return ROWS.get(variant, variant)
+    return row_label(variant)
+
+
+def card_values(bench: str, variant: str) -> dict | None:
+    """The card's published row for the row this variant reproduces (None if it reproduces none)."""
+    row = card_row(variant)
+    return CARD.get(bench, {}).get(row) if row else None
 
 
 # --- comparisons ------------------------------------------------------------------
@@ -137,11 +143,12 @@ def published_differences(inputs: ReportInputs) -> dict:
     if not inputs.published or inputs.published_dir is None:
         return out
     for result in inputs.variants:
-        if result.name not in inputs.published:
+        row = card_row(result.name)
+        if row not in inputs.published:
             continue
         out[result.name] = {}
         for bench in BENCHMARKS:
-            pub_path = inputs.published_dir / f"{bench}.{result.name}.tsv"
+            pub_path = inputs.published_dir / f"{bench}.{row}.tsv"
             files = [p[bench] for p in result.predictions.values()]
             if not pub_path.is_file() or not all(f.is_file() for f in files):
                 continue
@@ -155,7 +162,7 @@ def published_differences(inputs: ReportInputs) -> dict:
             ci = bootstrap_intervals(gold, ours, baseline=[pub_scores], resamples=inputs.bootstrap.resamples,
                                      confidence=inputs.bootstrap.confidence, seed=inputs.bootstrap.seed)
             ours_block = result.metrics[bench]
-            pub_block = inputs.published[result.name][bench]
+            pub_block = inputs.published[row][bench]
             out[result.name][bench] = {key: {"diff": ours_block[key] - pub_block[key], "ci_low": ci[key][0],
                                              "ci_high": ci[key][1]} for key in KEYS}
     return out
@@ -179,7 +186,7 @@ def benchmark_table(inputs: ReportInputs, bench: str) -> list[str]:
         block = result.metrics[bench]
         label = label_of(result.name)
         lines.append(_row(f"{label} — ours", [value_cell(block, k) for k in KEYS]))
-        card = CARD.get(bench, {}).get(result.name)
+        card = card_values(bench, result.name)
         if card:
             lines.append(_row(f"{label} — card", [fmt(card[k]) for k in KEYS]))
             cells = []
@@ -275,7 +282,8 @@ def figures_section(figures: dict[str, dict[str, str]]) -> list[str]:
 
 def _lock_outs(inputs: ReportInputs, stage: str) -> list[tuple[str, str]]:
     entry = inputs.lock.get(stage, {})
-    return [(o["path"], o.get("md5", "")) for o in entry.get("outs", [])]
+    # wall-time records change on every run; they are listed in timings.json instead
+    return [(o["path"], o.get("md5", "")) for o in entry.get("outs", []) if not o["path"].startswith("timings/")]
 
 
 def provenance_section(inputs: ReportInputs) -> list[str]:
@@ -351,7 +359,7 @@ def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons
             data = {"wiki": "wiki corpus (unsup)", "nli": "KorNLI triplets (sup)"}.get(cfg.get("data"), "-")
             cells = []
             for bench in BENCHMARKS:
-                card = CARD.get(bench, {}).get(r.name)
+                card = card_values(bench, r.name)
                 cells.append(f"{value_cell(r.metrics[bench], 'avg')} ({fmt(card['avg']) if card else '-'})")
             lines.append(f"| {label_of(r.name)} | {cfg.get('model', '-')} | {data} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -403,7 +411,7 @@ def draw_figures(inputs: ReportInputs, folder: Path, rel: str = "figures") -> di
         for bench, (_, title) in BENCHMARKS.items():
             block = r.metrics[bench]
             ci = {k: (block[f"{k}_ci_low"], block[f"{k}_ci_high"]) for k in KEYS} if "avg_ci_low" in block else None
-            bar_panels[title] = ({k: block[k] for k in KEYS}, CARD.get(bench, {}).get(r.name), ci)
+            bar_panels[title] = ({k: block[k] for k in KEYS}, card_values(bench, r.name), ci)
         plots.bars(folder / f"bars_{r.name}.png", f"The card's columns, ours vs the card — {label}", bar_panels)
         figs[f"AVG and the eight columns, ours vs the card — {label}"] = f"{rel}/bars_{r.name}.png"
         figures[r.name] = figs

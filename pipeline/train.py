@@ -21,6 +21,7 @@ import math
 import os
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -123,15 +124,19 @@ def batch_indices(order: np.ndarray, step_in_epoch: int, batch_size: int, info: 
 # --- resumable state --------------------------------------------------------------
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """RNG states as tensors and plain Python values, so the checkpoint loads with weights_only=True."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(tuple(state["python"][:1]) + (tuple(state["python"][1]),) + tuple(state["python"][2:]))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -157,36 +162,56 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 # --- one batch --------------------------------------------------------------------
 
-def batch_loss(forward: Callable, groups: Sequence[Sequence[np.ndarray]], *, pad_id: int, temp: float,
-               hard_negative_weight: float, info: D.DistInfo, device: torch.device, amp_dtype) -> torch.Tensor:
+@dataclass
+class Batch:
+    """One process's shard of a batch, collated: G groups (2 views or 3 columns) of ``local`` rows."""
+
+    input_ids: torch.Tensor  # (G * local, T), padded to the batch's longest sentence
+    mask: torch.Tensor  # (G * local, T)
+    local: int
+
+
+def prepare_batch(groups: Sequence[Sequence[np.ndarray]], *, pad_id: int, pin: bool = False) -> Batch:
+    """Collate token ids into one forward pass.
+
+    Args:
+        groups: token ids per column: one column (unsupervised: every sentence is
+            encoded twice, dropout makes the two views) or three (anchor, positive,
+            hard negative), each with this process's rows.
+        pin: page-lock the tensors for an asynchronous copy to the GPU.
+    """
+    groups = list(groups)
+    local = len(groups[0])
+    if len(groups) == 1:
+        groups = groups * 2
+    input_ids, mask = collate([seq for group in groups for seq in group], pad_id)
+    if pin:
+        input_ids, mask = input_ids.pin_memory(), mask.pin_memory()
+    return Batch(input_ids, mask, local)
+
+
+def batch_loss(forward: Callable, batch: Batch, *, temp: float, hard_negative_weight: float, info: D.DistInfo,
+               device: torch.device, amp_dtype) -> torch.Tensor:
     """The contrastive loss of this process's shard of a batch.
 
     Args:
         forward: the (possibly DDP-wrapped) encoder's training view, (N, T) -> (N, H).
-        groups: token ids per column: one column (unsupervised: every sentence is
-            encoded twice, dropout makes the two views) or three (anchor, positive,
-            hard negative), each with this process's ``local`` rows.
+        batch: from :func:`prepare_batch`.
         info: with several processes, positives and negatives are gathered from all
             of them, so the negatives span the global batch.
 
     Returns:
         scalar loss over this process's anchors.
     """
-    groups = list(groups)
-    local = len(groups[0])
-    if len(groups) == 1:
-        groups = groups * 2
-    # all views in one forward pass, padded to the longest sentence of the batch
-    input_ids, mask = collate([seq for group in groups for seq in group], pad_id)  # (G * local, T)
-    input_ids = input_ids.to(device, non_blocking=True)
-    mask = mask.to(device, non_blocking=True)
+    input_ids = batch.input_ids.to(device, non_blocking=True)
+    mask = batch.mask.to(device, non_blocking=True)
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         z = forward(input_ids, mask)  # (G * local, H)
-    views = z.float().split(local)
+    views = z.float().split(batch.local)
     positive = D.gather_with_grad(views[1], info)  # (world * local, H)
     negative = D.gather_with_grad(views[2], info) if len(views) > 2 else None
     return simcse_loss(views[0], positive, negative, temp=temp, hard_negative_weight=hard_negative_weight,
-                       label_offset=info.rank * local)
+                       label_offset=info.rank * batch.local)
 
 
 # --- the loop ---------------------------------------------------------------------
@@ -345,17 +370,32 @@ def train_seed(
             best_score, best_step, best_dev = scores[selection], at, scores
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in encoder.backbone.state_dict().items()}
 
+    orders: dict[int, np.ndarray] = {}
+
+    def batch_at(at: int) -> Batch:
+        epoch, in_epoch = divmod(at, per_epoch)
+        if epoch not in orders:
+            orders.clear()
+            orders[epoch] = epoch_order(n, seed, epoch)
+        idx = batch_indices(orders[epoch], in_epoch, settings.batch_size, info)
+        return prepare_batch([col.rows(idx) for col in columns], pad_id=pad_id, pin=device.type == "cuda")
+
+    # On CUDA the next batch is collated (and pinned) on a thread while the GPU runs this one.
+    prefetch = ThreadPoolExecutor(max_workers=1) if device.type == "cuda" else None
+    upcoming = prefetch.submit(batch_at, step) if prefetch and step < total_steps else None
+
     encoder.train()
     bar = tqdm(total=total_steps, initial=step, desc=f"train seed {seed}", unit="step",
                disable=not (progress and info.is_main))
     while step < total_steps:
-        epoch, in_epoch = divmod(step, per_epoch)
-        order = epoch_order(n, seed, epoch)
-        idx = batch_indices(order, in_epoch, settings.batch_size, info)
+        if upcoming is not None:
+            batch = upcoming.result()
+            upcoming = prefetch.submit(batch_at, step + 1) if step + 1 < total_steps else None
+        else:
+            batch = batch_at(step)
         lr_now = scheduler.get_last_lr()[0]
-        loss = batch_loss(forward, [col.rows(idx) for col in columns], pad_id=pad_id, temp=settings.temp,
-                          hard_negative_weight=settings.hard_negative_weight, info=info, device=device,
-                          amp_dtype=amp_dtype)
+        loss = batch_loss(forward, batch, temp=settings.temp, hard_negative_weight=settings.hard_negative_weight,
+                          info=info, device=device, amp_dtype=amp_dtype)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -394,6 +434,8 @@ def train_seed(
         if step % settings.checkpoint_steps == 0:
             D.barrier(info)
     bar.close()
+    if prefetch is not None:
+        prefetch.shutdown()
 
     if info.is_main:
         encoder.backbone.load_state_dict(best_state)

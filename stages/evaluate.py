@@ -43,7 +43,11 @@ def run(models: Path, raw: Path, metrics_path: Path, predictions: Path, *, proto
     from pipeline.evaluate import evaluate_folders
 
     folders = seed_folders(models)
-    max_len = json.loads((folders[0] / "sentence_bert_config.json").read_text())["max_seq_length"]
+    config = folders[0] / "sentence_bert_config.json"
+    if not config.is_file():
+        raise UserError(f"{config}: missing; expected a model folder written by the train stage "
+                        "(use `simcse-ko evaluate` for other models)")
+    max_len = json.loads(config.read_text(encoding="utf-8"))["max_seq_length"]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with atomic_dir(predictions) as tmp:
         metrics = evaluate_folders(folders, benchmark_paths(raw), protocol=protocol, max_len=max_len,

@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.atomic import atomic_dir, write_json, write_text
-from pipeline.card import ROWS
+from pipeline.card import card_order
 from pipeline.errors import cli_entry
 from pipeline.params import Params, eval_settings
 from pipeline.provenance import code_version
@@ -25,8 +25,7 @@ from pipeline.provenance import code_version
 def read_params(params: Params) -> dict:
     names = params.variant_names()
     params.get("variants")
-    # the card's row order first, then any other variants in params order
-    ordered = [v for v in ROWS if v in names] + [v for v in names if v not in ROWS]
+    ordered = card_order(names)  # the card's row order; extensions (e.g. -simcse) after their row
     _, _, bootstrap = eval_settings(params)
     note = params.get("report_note") or ""
     return {"variants": ordered, "bootstrap": bootstrap, "note": str(note).strip()}

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from pipeline import distributed as D
 from pipeline.modeling import load_encoder
 from pipeline.tiny import build_tiny_model
-from pipeline.train import batch_indices, batch_loss
+from pipeline.train import batch_indices, batch_loss, prepare_batch
 
 SENTENCES = [f"{a} {b}에 도착하였다." for a in ("철수는", "영희는", "민수는", "지수는") for b in ("서울", "부산", "대전", "제주")]
 GLOBAL_BATCH = 8
@@ -35,8 +35,9 @@ def _step(model_dir: Path, info: D.DistInfo, supervised: bool):
     idx = batch_indices(torch.arange(GLOBAL_BATCH).numpy(), 0, GLOBAL_BATCH, info)
     rows = [ids[i] for i in idx]
     groups = [rows, [ids[i + 8] for i in idx], [ids[(i + 3) % 16] for i in idx]] if supervised else [rows]
-    loss = batch_loss(model, groups, pad_id=tokenizer.pad_token_id, temp=0.05, hard_negative_weight=0.3,
-                      info=info, device=torch.device("cpu"), amp_dtype=None)
+    batch = prepare_batch(groups, pad_id=tokenizer.pad_token_id)
+    loss = batch_loss(model, batch, temp=0.05, hard_negative_weight=0.3, info=info, device=torch.device("cpu"),
+                      amp_dtype=None)
     loss.backward()  # DDP averages the gradients over processes here
     grads = {n: p.grad.clone() for n, p in encoder.named_parameters() if p.grad is not None}
     return D.mean_across(loss.detach(), info), grads

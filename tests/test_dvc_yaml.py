@@ -117,3 +117,10 @@ def test_temp_is_read_only_by_training():
     """`dvc exp run -S temp=...` must not rerun download or tokenize."""
     readers = {name.split("@")[0] for name, stage, _ in STAGES if "temp" in stage.get("params", [])}
     assert readers == {"train"}
+
+
+def test_plots_cover_every_variant():
+    declared = {next(iter(p)) for p in DVC["plots"]}
+    for variant in PARAMS["variants"]:
+        assert f"dvclive/{variant}/plots/metrics" in declared
+        assert f"eval/{variant}" in declared

@@ -137,3 +137,24 @@ def test_short_training_run_saves_the_selected_checkpoint(tiny, tmp_path):
     rescored = dev_scores(saved, dev, pad_id=tokenizer.pad_token_id, batch_size=64, device=torch.device("cpu"),
                           autocast_dtype=None)
     assert rescored["cosine_spearman"] == pytest.approx(best["cosine_spearman"], abs=1e-6)
+
+
+def test_resuming_from_a_checkpoint_ends_identical(tiny, tmp_path):
+    """A run that restarts from its last resumable state ends with the same weights and history."""
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    settings = TrainSettings(epochs=2, batch_size=16, lr=1e-3, dropout=0.1, temp=0.05, pooler="cls",
+                             recipe="card", eval_steps=4, weight_decay=0.01, hard_negative_weight=0.0, max_len=32,
+                             checkpoint_steps=5, log_steps=3)
+    common = dict(settings=settings, seed=3, model_dir=tiny, columns=columns, dev=dev,
+                  state_path=tmp_path / "state.pt", device=torch.device("cpu"), progress=False)
+    first = train_seed(**common, out_dir=tmp_path / "a", fingerprint_value="f1")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)  # loads without a full unpickle
+    assert state["step"] == 15 and first.total_steps == 16
+    resumed = train_seed(**common, out_dir=tmp_path / "b", fingerprint_value="f1")
+    assert resumed.resumed_from == 15
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert resumed.history == first.history and resumed.dev_history == first.dev_history
+    # a state made with other settings is ignored, not resumed
+    fresh = train_seed(**common, out_dir=tmp_path / "c", fingerprint_value="other")
+    assert fresh.resumed_from == 0

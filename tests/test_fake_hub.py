@@ -1,0 +1,165 @@
+"""Hub downloads against a loopback server that speaks the Hugging Face hub's HTTP API.
+
+The real code path (huggingface_hub's model_info + hf_hub_download, our retry and
+error mapping, the manifest) runs with HF_ENDPOINT pointed at a local server
+holding a tiny model: a branch resolves to a recorded commit with a warning, an
+unknown id or revision is one clear line, and the published-checkpoint stage
+evaluates a "published" model end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import shutil
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.smoke_data import write_smoke_sources
+from pipeline.tiny import build_tiny_model
+from tests.conftest import run_module
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REPO = "fake-org/tiny-bert"
+
+
+def make_handler(files: dict[str, bytes]):
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+        def _error(self, code: str) -> None:
+            self.send_response(404)
+            self.send_header("X-Error-Code", code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _route(self, head: bool) -> None:
+            path = urllib.parse.urlparse(self.path).path
+            parts = path.strip("/").split("/")
+            if parts[:2] == ["api", "models"]:
+                repo, rev = "/".join(parts[2:4]), parts[5] if len(parts) > 5 else "main"
+                if repo != REPO:
+                    return self._error("RepoNotFound")
+                if rev not in ("main", COMMIT):
+                    return self._error("RevisionNotFound")
+                body = json.dumps({"id": REPO, "modelId": REPO, "sha": COMMIT, "private": False,
+                                   "siblings": [{"rfilename": name} for name in sorted(files)]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+            elif len(parts) >= 5 and parts[2] == "resolve":
+                repo, rev, name = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
+                if repo != REPO:
+                    return self._error("RepoNotFound")
+                if rev not in ("main", COMMIT):
+                    return self._error("RevisionNotFound")
+                if name not in files:
+                    return self._error("EntryNotFound")
+                body = files[name]
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("ETag", '"' + hashlib.sha256(body).hexdigest() + '"')
+            else:
+                return self._error("RepoNotFound")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def do_GET(self):
+            self._route(head=False)
+
+        def do_HEAD(self):
+            self._route(head=True)
+
+    return Hub
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub")
+    sources = write_smoke_sources(root / "sources")
+    model = build_tiny_model(sources["corpus"], root / "model", vocab_size=1500, hidden=32, heads=2,
+                             intermediate=64)
+    files = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(files))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"url": f"http://127.0.0.1:{server.server_port}", "sources": sources, "files": files, "root": root}
+    server.shutdown()
+
+
+def project(tmp_path: Path, hub: dict, **changes) -> Path:
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    params.update(changes)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return tmp_path
+
+
+def env(hub: dict, tmp_path: Path) -> dict:
+    return {"HF_ENDPOINT": hub["url"], "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+            "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def test_branch_is_resolved_to_a_recorded_commit_with_a_warning(hub, tmp_path):
+    root = project(tmp_path, hub, model=REPO, model_revisions={REPO: "main"},
+                   variants={"bert-unsup": {"data": "wiki"}})
+    result = run_module("stages.fetch_model", "--out", "data/models", cwd=root, env=env(hub, tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resolved to {COMMIT}" in result.stdout and "not a commit" in result.stdout
+    manifest = json.loads((root / "data/models/manifest.json").read_text())
+    record = manifest["fake-org--tiny-bert"]
+    assert record["commit"] == COMMIT and record["revision"] == "main" and record["pinned"] is False
+    assert record["files"]["model.safetensors"] == hashlib.sha256(hub["files"]["model.safetensors"]).hexdigest()
+    assert (root / "data/models/fake-org--tiny-bert/tokenizer.json").read_bytes() == hub["files"]["tokenizer.json"]
+
+
+def test_pinned_commit_gives_no_warning(hub, tmp_path):
+    root = project(tmp_path, hub, model=REPO, model_revisions={REPO: COMMIT}, variants={"b": {"data": "wiki"}})
+    result = run_module("stages.fetch_model", "--out", "data/models", cwd=root, env=env(hub, tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning" not in result.stdout
+    assert json.loads((root / "data/models/manifest.json").read_text())["fake-org--tiny-bert"]["pinned"] is True
+
+
+@pytest.mark.parametrize("model, revision, message", [
+    ("fake-org/no-such-model", "main", "unknown hub id"),
+    (REPO, "v9-does-not-exist", "revision not found"),
+])
+def test_unknown_id_or_revision_is_one_clear_line(hub, tmp_path, model, revision, message):
+    root = project(tmp_path, hub, model=model, model_revisions={model: revision}, variants={"b": {"data": "wiki"}})
+    result = run_module("stages.fetch_model", "--out", "data/models", cwd=root, env=env(hub, tmp_path))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0] and model in lines[0]
+    assert "Traceback" not in result.stderr and not (root / "data/models").exists()
+
+
+def test_published_stage_evaluates_a_hub_checkpoint(hub, tmp_path):
+    root = project(tmp_path, hub, published={"enabled": True, "checkpoints": {
+        "bert-unsup": {"id": REPO, "revision": "main"}}})
+    raw = root / "data" / "raw"
+    raw.mkdir(parents=True)
+    shutil.copy(hub["sources"]["korsts_test"], raw / "korsts_test.tsv")
+    shutil.copy(hub["sources"]["klue_dev"], raw / "klue_dev.json")
+    result = run_module("stages.published", "--raw", "data/raw", "--metrics", "metrics/published.json",
+                        "--predictions", "eval/published", cwd=root, env=env(hub, tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((root / "metrics/published.json").read_text())
+    assert set(metrics) == {"bert-unsup"} and {"korsts_test", "klue_dev"} <= set(metrics["bert-unsup"])
+    manifest = json.loads((root / "eval/published/manifest.json").read_text())
+    assert manifest["checkpoints"]["bert-unsup"]["commit"] == COMMIT
+    assert (root / "eval/published/korsts_test.bert-unsup.tsv").is_file()
+    # the same numbers as evaluating the served model from a local folder ([CLS], max length 64, as the card)
+    local = root / "local"
+    local.mkdir()
+    for name, data in hub["files"].items():
+        (local / name).write_bytes(data)
+    again = run_module("pipeline.cli", "evaluate", "local", "--korsts-test", "data/raw/korsts_test.tsv",
+                       "--klue-dev", "data/raw/klue_dev.json", "--json", "local.json", cwd=root)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((root / "local.json").read_text()) == metrics["bert-unsup"]

@@ -1,0 +1,107 @@
+"""The report renderer on synthetic results: seeds, published checkpoints, paired differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import report
+from pipeline.card import CARD, card_order, card_row, row_label
+from pipeline.data import StsSet
+from pipeline.evaluate import summarize, write_predictions
+from pipeline.metrics import COLUMNS, KEYS, pair_scores
+from pipeline.params import BootstrapConfig
+
+
+def test_card_avg_is_the_mean_of_the_eight_columns():
+    for bench in CARD.values():
+        for row in bench.values():
+            assert row["avg"] == pytest.approx(np.mean([row[c] for c in COLUMNS]), abs=0.006)
+
+
+def test_card_rows_and_extensions():
+    assert card_row("bert-unsup") == "bert-unsup" and card_row("bert-unsup-simcse") == "bert-unsup"
+    assert card_row("roberta-sup-seedless") == "roberta-sup" and card_row("mine") is None
+    assert row_label("bert-unsup-simcse") == "SimCSE-BERT-KO (unsup) · simcse"
+    assert card_order(["roberta-sup", "x", "bert-unsup-simcse", "bert-sup", "bert-unsup"]) == \
+        ["bert-unsup", "bert-unsup-simcse", "bert-sup", "roberta-sup", "x"]
+
+
+def _sets(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    gold = np.round(rng.uniform(0, 5, n), 1)
+    sts = StsSet("korsts_test", [f"a{i}" for i in range(n)], [f"b{i}" for i in range(n)], gold)
+    klue = StsSet("klue_dev", sts.sentence1, sts.sentence2, gold[::-1].copy())
+    return {"card": {"korsts_test": sts, "klue_dev": klue}, "clean": {"korsts_test": sts, "klue_dev": klue}}
+
+
+def _scores(sets, noise, seed):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for proto, by in sets.items():
+        out[proto] = {}
+        for bench, sts in by.items():
+            base = np.stack([sts.scores, np.ones_like(sts.scores)], axis=1)
+            out[proto][bench] = pair_scores(base + rng.normal(scale=noise, size=base.shape),
+                                            np.tile([5.0, 1.0], (len(sts), 1)))
+    return out
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    sets = _sets()
+    boot = BootstrapConfig(resamples=200, seed=1)
+    runs = [_scores(sets, 0.5, 1), _scores(sets, 0.6, 2)]
+    ours = summarize(sets, runs, protocol="card", bootstrap=boot, run_labels=["seed-1", "seed-2"])
+    published_scores = _scores(sets, 2.0, 3)
+    published = summarize(sets, [published_scores], protocol="card", bootstrap=boot)
+    for label, run in zip(("seed-1", "seed-2"), runs):
+        write_predictions(tmp_path / "eval" / "bert-unsup", label, sets["card"], run["card"])
+    write_predictions(tmp_path / "eval" / "published", "bert-unsup", sets["card"], published_scores["card"])
+    variant = report.VariantResult(
+        "bert-unsup", ours,
+        trainings={s: {"config": {"model": "m", "data": "wiki"}, "selected_step": 3, "total_steps": 4,
+                       "selection_metric": "korsts_dev.cosine_pearson", "best_dev": {"cosine_pearson": 50.0}}
+                   for s in ("seed-1", "seed-2")},
+        predictions={s: {b: tmp_path / "eval" / "bert-unsup" / f"{b}.{s}.tsv" for b in ("korsts_test", "klue_dev")}
+                     for s in ("seed-1", "seed-2")},
+        curves={})
+    return report.ReportInputs(variants=[variant], published={"bert-unsup": published},
+                               published_manifest={"enabled": True, "checkpoints": {"bert-unsup": {"model": "p/m"}}},
+                               published_dir=tmp_path / "eval" / "published", bootstrap=boot,
+                               code={"commit": "abc", "dirty": False})
+
+
+def test_seed_section_and_mean(inputs):
+    metrics = inputs.variants[0].metrics
+    assert set(metrics["seeds"]) == {"seed-1", "seed-2"}
+    for key in KEYS:
+        per = [metrics["seeds"][s]["korsts_test"][key] for s in ("seed-1", "seed-2")]
+        assert metrics["korsts_test"][key] == pytest.approx(np.mean(per))
+        assert metrics["korsts_test"][f"{key}_std"] == pytest.approx(np.std(per, ddof=1))
+    text = report.render(inputs, {}, report.published_differences(inputs))
+    assert "## Seed variance" in text
+    assert f"| SimCSE-BERT-KO (unsup) — seed-2 | {report.fmt(metrics['seeds']['seed-2']['klue_dev']['avg'])} |" in text
+    mean_std = f"{report.fmt(metrics['korsts_test']['avg'])} ± {report.fmt(metrics['korsts_test']['avg_std'])}"
+    assert f"| SimCSE-BERT-KO (unsup) — mean ± std | {mean_std} |" in text
+
+
+def test_published_rows_and_paired_differences(inputs):
+    diffs = report.published_differences(inputs)
+    ours, pub = inputs.variants[0].metrics, inputs.published["bert-unsup"]
+    for bench in ("korsts_test", "klue_dev"):
+        for key in KEYS:
+            d = diffs["bert-unsup"][bench][key]
+            assert d["diff"] == pytest.approx(ours[bench][key] - pub[bench][key])
+            assert d["ci_low"] <= d["diff"] <= d["ci_high"]
+    # less noise than the "published" model: ours is clearly better
+    assert diffs["bert-unsup"]["korsts_test"]["avg"]["ci_low"] > 0
+    text = report.render(inputs, {}, diffs)
+    assert "| p/m — published checkpoint, our evaluation |" in text
+    d = diffs["bert-unsup"]["korsts_test"]["avg"]
+    assert f"**{report.fmt(d['diff'])} [{report.fmt(d['ci_low'])}, {report.fmt(d['ci_high'])}]**" in text
+
+
+def test_render_is_deterministic(inputs):
+    diffs = report.published_differences(inputs)
+    assert report.render(inputs, {}, diffs) == report.render(inputs, {}, report.published_differences(inputs))
