@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.provenance import cpu_model
 from pipeline.atomic import write_text
 from pipeline.data import StsSet, load_benchmark
 from pipeline.evaluate import normalizes, score_folder
@@ -63,14 +63,7 @@ def default_model() -> str | None:
 
 def hardware() -> dict[str, str]:
     """CPU model, core count, torch version and intra-op thread count, for the report header."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": cpu, "cores": f"{usable} usable of {os.cpu_count()}", "torch": torch.__version__,
             "threads": str(torch.get_num_threads())}

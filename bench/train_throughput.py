@@ -44,7 +44,6 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -55,6 +54,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from pipeline.provenance import cpu_model
 
 #: BertConfig keyword arguments of each preset.
 PRESETS = {
@@ -183,7 +184,7 @@ def _nonembedding_params(model: torch.nn.Module) -> int:
 
 
 def train_ours(folder: str, text: list[str], *, batch_size: int, steps: int, warmup: int, seed: int,
-               device: str) -> dict:
+               device: str, compile: bool = False) -> dict:
     """pipeline.train.train_seed on a token cache; time steps ``warmup``..``steps`` via its log callback."""
     from transformers import AutoTokenizer
 
@@ -206,7 +207,7 @@ def train_ours(folder: str, text: list[str], *, batch_size: int, steps: int, war
         settings = TrainSettings(epochs=1, batch_size=batch_size, lr=LR, dropout=0.1, temp=TEMP, pooler="cls",
                                  recipe="card", eval_steps=10**9, weight_decay=WEIGHT_DECAY,
                                  hard_negative_weight=0.0, max_len=MAX_LEN, precision="bf16",
-                                 checkpoint_steps=10**9, log_steps=LOG_STEPS)
+                                 checkpoint_steps=10**9, log_steps=LOG_STEPS, compile=compile)
         stamps: dict[int, float] = {}
 
         def log(step: int, values: dict) -> None:
@@ -353,14 +354,7 @@ def in_fresh_process(fn, *args, threads: int | None = None, **kwargs) -> dict:
 # --- report ------------------------------------------------------------------------
 
 def hardware(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     text = f"{cpu}, {usable} usable of {os.cpu_count()} cores; torch {torch.__version__}, " \
            f"torch threads {torch.get_num_threads()}; device {device.type}"
@@ -394,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-flops", type=float, help="dense bf16 peak FLOP/s for MFU (default: by GPU name)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=42, help="model init, sentences and batch order")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ours with torch.compile (params `compile: true`); compile time is in the "
+                             "untimed warm-up steps")
     parser.add_argument("--out", type=Path, help="markdown report (default: reports/bench/train_throughput.<name>.<device>.md)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -424,18 +421,24 @@ def main(argv: list[str] | None = None) -> int:
                         device=str(device))
         enc_kw = dict(batch_size=args.encode_batch_size, repeats=args.repeats, device=str(device))
         results = {}
-        for label, fn, kw, sents in (("train", train_ours, train_kw, text[:n_train]),
-                                     ("train-ref", train_reference, train_kw, text[:n_train]),
-                                     ("encode", encode_ours, enc_kw, text[:n_encode]),
-                                     ("encode-ref", encode_reference, enc_kw, text[:n_encode])):
+        jobs = [("train", train_ours, train_kw, text[:n_train]),
+                ("train-ref", train_reference, train_kw, text[:n_train]),
+                ("encode", encode_ours, enc_kw, text[:n_encode]),
+                ("encode-ref", encode_reference, enc_kw, text[:n_encode])]
+        if args.compile:
+            jobs.insert(1, ("train-compile", train_ours, {**train_kw, "compile": True}, text[:n_train]))
+        for label, fn, kw, sents in jobs:
             print(f"{name}: measuring {label} ...", file=sys.stderr, flush=True)
             results[label] = in_fresh_process(fn, folder, sents, threads=args.threads, **kw)
 
     params = results["encode"]["params"]
     peak = peak_flops(device, args.peak_flops)
     rows = []
-    for task, loop, key, factor in (("training", "ours", "train", 6), ("training", "reference", "train-ref", 6),
-                                    ("encoding", "ours", "encode", 2), ("encoding", "reference", "encode-ref", 2)):
+    measured = [("training", "ours", "train", 6), ("training", "reference", "train-ref", 6),
+                ("encoding", "ours", "encode", 2), ("encoding", "reference", "encode-ref", 2)]
+    if args.compile:
+        measured.insert(1, ("training", "ours + torch.compile", "train-compile", 6))
+    for task, loop, key, factor in measured:
         r = results[key]
         sps, tps = r["sentences"] / r["seconds"], r["tokens"] / r["seconds"]
         mfu = f"{100 * factor * params * tps / peak:.1f}%" if peak else "n/a"

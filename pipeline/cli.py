@@ -10,7 +10,6 @@ metrics, bootstrap) and writes the same metric keys.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path

@@ -73,7 +73,7 @@ def render_model_card(training: dict, metrics: dict) -> str:
             continue
         lines += [f"**{title}**", "", "| Model | " + " | ".join(COLUMN_TITLES) + " |",
                   "|" + "---|" * (len(KEYS) + 1)]
-        lines.append(f"| this model | " + " | ".join(_fmt(metrics[bench][k]) for k in KEYS) + " |")
+        lines.append("| this model | " + " | ".join(_fmt(metrics[bench][k]) for k in KEYS) + " |")
         published = CARD.get(bench, {}).get(card_row(variant) or "")
         if published:
             lines.append(f"| card: {row_label(card_row(variant))} | " + " | ".join(_fmt(published[k]) for k in KEYS)
