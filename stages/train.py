@@ -85,7 +85,6 @@ def run(cfg: TrainConfig, *, tokens: Path, models: Path, out: Path, live_dir: Pa
     settings = settings_for(cfg)
 
     live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) if info.is_main else None
-    results: dict = {}
     timings: dict = {}
     try:
         for seed in cfg.seeds:
@@ -111,7 +110,6 @@ def run(cfg: TrainConfig, *, tokens: Path, models: Path, out: Path, live_dir: Pa
                     replay(json.loads((seed_dir / "history.json").read_text()))
                 print(f"seed {seed}: already trained (resume area), step {record['selected_step']} selected",
                       flush=True)
-                results[seed] = record
                 timings[seed] = {"already_trained": True}
                 continue
             if info.is_main:
@@ -135,7 +133,6 @@ def run(cfg: TrainConfig, *, tokens: Path, models: Path, out: Path, live_dir: Pa
                 write_json(seed_dir / "history.json", [[step, values] for step, values in result.history])
                 write_json(record_path, record)
                 (seed_dir / "state.pt").unlink(missing_ok=True)
-            results[seed] = record
             print(f"seed {seed}: selected step {result.selected_step}/{result.total_steps}, "
                   f"dev {result.best_dev}", flush=True)
     finally:
