@@ -113,12 +113,18 @@ def _columns(folder: Path, tokenizer, sentences):
     return [TokenColumn(folder, "sent")], DevSet.load(folder)
 
 
+def _settings(**overrides) -> TrainSettings:
+    """Small-run settings shared by the training tests; each test states only what it varies."""
+    base = dict(epochs=1, batch_size=16, lr=1e-3, dropout=0.1, temp=0.05, pooler="mean", recipe="simcse",
+                eval_steps=3, weight_decay=0.01, hard_negative_weight=0.0, max_len=32, checkpoint_steps=1000,
+                log_steps=2)
+    return TrainSettings(**{**base, **overrides})
+
+
 def test_short_training_run_saves_the_selected_checkpoint(tiny, tmp_path):
     _, tokenizer = load_encoder(tiny)
     columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
-    settings = TrainSettings(epochs=1, batch_size=16, lr=1e-3, dropout=0.1, temp=0.05, pooler="mean",
-                             recipe="simcse", eval_steps=3, weight_decay=0.01, hard_negative_weight=0.0, max_len=32,
-                             checkpoint_steps=1000, log_steps=2)
+    settings = _settings()
     logged = []
     result = train_seed(settings, seed=1, model_dir=tiny, columns=columns, dev=dev, out_dir=tmp_path / "out",
                         state_path=tmp_path / "state.pt", fingerprint_value="f", device=torch.device("cpu"),
@@ -143,9 +149,7 @@ def test_resuming_from_a_checkpoint_ends_identical(tiny, tmp_path):
     """A run that restarts from its last resumable state ends with the same weights and history."""
     _, tokenizer = load_encoder(tiny)
     columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
-    settings = TrainSettings(epochs=2, batch_size=16, lr=1e-3, dropout=0.1, temp=0.05, pooler="cls",
-                             recipe="card", eval_steps=4, weight_decay=0.01, hard_negative_weight=0.0, max_len=32,
-                             checkpoint_steps=5, log_steps=3)
+    settings = _settings(epochs=2, pooler="cls", recipe="card", eval_steps=4, checkpoint_steps=5, log_steps=3)
     common = dict(settings=settings, seed=3, model_dir=tiny, columns=columns, dev=dev,
                   state_path=tmp_path / "state.pt", device=torch.device("cpu"), progress=False)
     first = train_seed(**common, out_dir=tmp_path / "a", fingerprint_value="f1")
