@@ -6,7 +6,9 @@ metrics (:func:`pipeline.metrics.correlations`):
 
 * ``ours``: :func:`pipeline.evaluate.score_folder`, the code the evaluate stage
   runs: every distinct sentence encoded once, length-sorted batches padded to
-  their own longest sentence, ``torch.inference_mode``.
+  their own longest sentence (on CPU also capped at
+  :data:`pipeline.modeling.CPU_BATCH_TOKENS` positions), the last layer computed
+  for the [CLS] row only, ``torch.inference_mode``.
 * ``naive``: pairs in file order, per batch of 256 pairs the sentence1 batch then
   the sentence2 batch, each padded to 64 (``padding="max_length"``),
   ``torch.no_grad``, [CLS] of the last hidden state; scaled to unit length when
@@ -15,8 +17,12 @@ metrics (:func:`pipeline.metrics.correlations`):
 
 Both timings include loading the model and tokenizer (``score_folder`` loads it
 itself). After one warm-up run of each, the median of ``--repeats`` runs is
-reported. The table goes to stdout and to ``--out`` with the hardware and the
-exact command.
+reported, per benchmark and for both together. Beside the times: the matrix
+multiply work each path does (FLOPs counted from the model config and the batch
+shapes each path runs), the rate each path reaches, and the machine's fp32
+matrix-multiply rate, so a reader can see whether a path is compute-bound and
+what speedup the saved work allows. The table goes to stdout and to ``--out``
+with the hardware and the exact command.
 
 Usage (from the repository root)::
 
@@ -36,12 +42,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.provenance import cpu_model
+from pipeline.provenance import code_version, cpu_model, describe_code
 from pipeline.atomic import write_text
 from pipeline.data import StsSet, load_benchmark
 from pipeline.evaluate import normalizes, score_folder
 from pipeline.metrics import KEYS, correlations, pair_scores
-from pipeline.modeling import quiet_transformers, tokenize_ids
+from pipeline.modeling import CPU_BATCH_TOKENS, length_batches, quiet_transformers, tokenize_ids
 
 #: metric prefix -> (kind for load_benchmark, path under --data, title)
 BENCHMARKS = {
@@ -95,6 +101,42 @@ def run_naive(folder: str, sts: StsSet, *, max_len: int, batch_size: int) -> dic
     return correlations(sts.scores, pair_scores(e1, e2))
 
 
+def layer_flops(config, rows: int, length: int, query_rows: int | None = None) -> int:
+    """Matrix-multiply FLOPs (2 per multiply-add) of one encoder layer on ``rows`` sequences of ``length``.
+
+    ``query_rows`` is the number of positions per sequence whose query, attention
+    output and feed-forward are computed (all of them by default; 1 for the
+    [CLS]-only last layer, which still projects keys and values for every position).
+    """
+    h, ffn = config.hidden_size, config.intermediate_size
+    q = length if query_rows is None else query_rows
+    kv = rows * length * 2 * (2 * h * h)  # key and value projections
+    per_query = 2 * (2 * h * h + 2 * h * ffn)  # query + output projections, the two feed-forward matrices
+    attention = rows * q * length * h * 2 * 2  # scores and weighted sum
+    return kv + rows * q * per_query + attention
+
+
+def encoder_flops(config, shapes: list[tuple[int, int]], cls_only: bool) -> int:
+    """FLOPs of the encoder layers over batches of (rows, padded length); embeddings and norms left out."""
+    layers = config.num_hidden_layers
+    total = 0
+    for rows, length in shapes:
+        total += (layers - 1) * layer_flops(config, rows, length)
+        total += layer_flops(config, rows, length, 1 if cls_only else None)
+    return total
+
+
+def matmul_rate(seconds: float = 2.0, n: int = 1024) -> float:
+    """fp32 FLOP/s of repeated n x n matrix products on this machine (the compute ceiling both paths share)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b)
+        count += 1
+    return count * 2 * n ** 3 / (time.perf_counter() - start)
+
+
 def timed(fn, *args, **kwargs) -> tuple[float, dict[str, float]]:
     start = time.perf_counter()
     result = fn(*args, **kwargs)
@@ -131,16 +173,25 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     sets = {name: load_benchmark(kind, paths[name], "card", name=name) for name, (kind, _, _) in BENCHMARKS.items()}
 
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model)
+    config = AutoConfig.from_pretrained(model)
     settings = dict(max_len=args.max_len, batch_size=args.batch_size)
     rows, raw = [], []
     for name, sts in sets.items():
         # token positions each path runs through the model: all pairs padded to max_len, vs distinct sentences unpadded
         unique = list(dict.fromkeys(sts.sentence1 + sts.sentence2))
+        lengths = [len(x) for x in tokenize_ids(tokenizer, unique, args.max_len)]
         naive_tokens = 2 * len(sts) * args.max_len
-        ours_tokens = sum(len(x) for x in tokenize_ids(tokenizer, unique, args.max_len))
+        ours_tokens = sum(lengths)
+        # the batch shapes each path runs: naive, every pair side padded to max_len; ours, as encode_ids batches
+        naive_shapes = [(len(sts.sentence1[i:i + args.batch_size]), args.max_len)
+                        for i in range(0, len(sts), args.batch_size)] * 2
+        ours_shapes = [(len(b), max(lengths[i] for i in b))
+                       for b in length_batches(lengths, args.batch_size, CPU_BATCH_TOKENS)]
+        naive_flops = encoder_flops(config, naive_shapes, cls_only=False)
+        ours_flops = encoder_flops(config, ours_shapes, cls_only=POOLER == "cls")
         naive_fn = lambda: run_naive(model, sts, **settings)  # noqa: E731
         ours_fn = lambda: run_ours(model, name, sts, **settings)  # noqa: E731
         naive_fn(), ours_fn()  # warm-up: file cache, allocator, thread pools
@@ -153,18 +204,25 @@ def main(argv: list[str] | None = None) -> int:
         naive_s, ours_s = statistics.median(naive_t), statistics.median(ours_t)
         diff_key = max(KEYS, key=lambda k: abs(ours_m[k] - naive_m[k]))
         diff = abs(ours_m[diff_key] - naive_m[diff_key])
-        rows.append((BENCHMARKS[name][2], len(sts), naive_s, ours_s, naive_s / ours_s, naive_tokens / ours_tokens,
-                     diff, diff_key, ours_m["avg"]))
+        rows.append((BENCHMARKS[name][2], len(sts), naive_s, ours_s, naive_tokens / ours_tokens,
+                     naive_flops, ours_flops, diff, diff_key, ours_m["avg"]))
         raw.append(f"- {BENCHMARKS[name][2]} runs (s): naive {', '.join(f'{t:.2f}' for t in naive_t)}; "
                    f"ours {', '.join(f'{t:.2f}' for t in ours_t)}")
         print(raw[-1], file=sys.stderr, flush=True)
 
-    table = ["| benchmark | pairs | naive s | ours s | speedup | token ratio | max abs metric diff (x100) | "
-             "AVG (ours) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    table += [f"| {b} | {n} | {ns:.2f} | {os_:.2f} | {sp:.2f}x | {tr:.2f}x | {d:.1e} ({key}) | {avg:.2f} |"
-              for b, n, ns, os_, sp, tr, d, key, avg in rows]
-    worst = max(row[6] for row in rows)
+    peak = matmul_rate()
+    table = ["| benchmark | pairs | naive s | ours s | speedup | token ratio | work ratio | naive GFLOP/s | "
+             "ours GFLOP/s | max abs metric diff (x100) | AVG (ours) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for b, n, ns, os_, tr, nf, of, d, key, avg in rows:
+        table.append(f"| {b} | {n} | {ns:.2f} | {os_:.2f} | {ns / os_:.2f}x | {tr:.2f}x | {nf / of:.2f}x | "
+                     f"{nf / ns / 1e9:.0f} | {of / os_ / 1e9:.0f} | {d:.1e} ({key}) | {avg:.2f} |")
+    ns, os_, nf, of = (sum(row[i] for row in rows) for i in (2, 3, 5, 6))
+    table.append(f"| both | {sum(row[1] for row in rows)} | {ns:.2f} | {os_:.2f} | {ns / os_:.2f}x | | "
+                 f"{nf / of:.2f}x | {nf / ns / 1e9:.0f} | {of / os_ / 1e9:.0f} | | |")
+    worst = max(row[7] for row in rows)
     print("\n".join(table))
+    print(f"fp32 {1024}x{1024} matrix products on this machine: {peak / 1e9:.0f} GFLOP/s")
 
     hw = hardware()
     command = "python bench/eval_speed.py " + shlex.join(argv if argv is not None else sys.argv[1:])
@@ -172,11 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         "# Evaluation speed: pipeline path vs naive loop",
         "",
         f"- hardware: {hw['cpu']}, {hw['cores']} cores, no GPU; torch {hw['torch']}, torch threads {hw['threads']}",
+        f"- code: {describe_code(code_version())}",
         f"- 1-minute load average (other processes share the machine): {load_before[0]:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after",
         f"- model: {model_label}, [CLS] pooling, max length {args.max_len}, batch {args.batch_size}, "
         "fp32, card protocol",
         f"- times: median of {args.repeats} runs after one warm-up, each including model + tokenizer load",
+        f"- fp32 1024x1024 matrix products on this machine (torch.mm): {peak / 1e9:.0f} GFLOP/s",
         f"- command: `{command}`",
         "",
         *table,
@@ -184,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         *raw,
         "",
         "ours = `pipeline.evaluate.score_folder` (each distinct sentence once, length-sorted batches padded to "
-        "their longest, inference_mode); naive = file order, sentence1 then sentence2 batches padded to "
+        f"their longest and capped at {CPU_BATCH_TOKENS} positions, the last layer for the [CLS] row only, "
+        "inference_mode); naive = file order, sentence1 then sentence2 batches padded to "
         f"{args.max_len}, no_grad. Both feed `pipeline.metrics.correlations`. "
         + ("The metric differences are float noise, not a change of method: padding changes the shapes of the "
            "matrix products, so the fp32 sums are taken in a different order (embeddings differ at ~1e-6), which "
@@ -197,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
         "compute-bound CPU can reach from padding and de-duplication alone. all-MiniLM-L6-v2's English uncased "
         "tokenizer splits Hangul into jamo, so these Korean sentences are long (KorSTS mean ~39 tokens) and the "
         "ratio stays under 2; a Korean WordPiece (klue/bert-base) gives shorter sentences and a larger ratio.",
+        "",
+        "work ratio = matrix-multiply FLOPs of the naive loop over ours, counted from the model config and the "
+        "batch shapes each path runs (every layer's projections, feed-forward and attention products; ours also "
+        "skips the last layer's non-[CLS] rows). GFLOP/s = that work over the median time (which includes loading "
+        "the model). When both paths run near the machine's matrix-multiply rate, the speedup cannot exceed the "
+        "work ratio without changing the arithmetic (bf16, pruning), which would change the metrics.",
         "",
     ]
     write_text(args.out, "\n".join(report))

@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.provenance import cpu_model
+from pipeline.provenance import code_version, cpu_model, describe_code
 
 #: BertConfig keyword arguments of each preset.
 PRESETS = {
@@ -458,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# Training and encoding throughput: {name} on {device.type}",
         "",
         f"- hardware: {hardware(device)}",
+        f"- code: {describe_code(code_version())}",
         f"- 1-minute load average (other processes share the machine): {load_before[0]:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after",
         f"- model: random-init BERT `{json.dumps(config, sort_keys=True)}`, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -189,6 +190,78 @@ def model_position_limit(config) -> int | None:
 
 # --- encoding ---------------------------------------------------------------------
 
+class _ClsQueryLayer(nn.Module):
+    """The last encoder layer computed for the first position only (inference, [CLS] pooling).
+
+    [CLS] pooling reads one row of the last hidden state. In the last layer every
+    other row's query, attention output and feed-forward is computed and thrown
+    away; this wrapper projects keys and values for all tokens (the first row
+    attends to them) and runs the rest on the first row alone, through the
+    layer's own modules and the model's attention implementation. The result is
+    the same [CLS] vector, at ~10/12 less of the last layer's work; the layer's
+    output has sequence length 1, which only :func:`pool` with ``cls`` reads.
+    """
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                *args, **kwargs) -> torch.Tensor:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+        from transformers.models.bert.modeling_bert import eager_attention_forward
+
+        layer, attn = self.layer, self.layer.attention.self
+        batch, length, _ = hidden_states.shape
+        first = hidden_states[:, :1]  # (B, 1, H)
+        split = (batch, length, -1, attn.attention_head_size)  # -> (B, heads, T, d) after the transpose
+        query = attn.query(first).view(batch, 1, -1, attn.attention_head_size).transpose(1, 2)  # (B, heads, 1, d)
+        key = attn.key(hidden_states).view(*split).transpose(1, 2)
+        value = attn.value(hidden_states).view(*split).transpose(1, 2)
+        if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.size(-2) > 1:
+            attention_mask = attention_mask[:, :, :1]  # the first query row of a (B, 1|heads, T, T) mask
+        interface = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager_attention_forward)
+        context, _ = interface(attn, query, key, value, attention_mask, dropout=0.0, scaling=attn.scaling)
+        context = context.reshape(batch, 1, -1)
+        attended = layer.attention.output(context, first)
+        return layer.output(layer.intermediate(attended), attended)  # (B, 1, H)
+
+
+def _cls_query_supported(encoder: "SentenceEncoder") -> bool:
+    """Whether the backbone is a BERT-style encoder :class:`_ClsQueryLayer` reproduces exactly."""
+    config = encoder.backbone.config
+    layers = getattr(getattr(encoder.backbone, "encoder", None), "layer", None)
+    if encoder.pooler != "cls" or not isinstance(layers, nn.ModuleList) or not len(layers):
+        return False
+    if getattr(config, "model_type", "") not in ("bert", "roberta") or getattr(config, "is_decoder", False):
+        return False
+    if getattr(config, "add_cross_attention", False):
+        return False
+    last = layers[-1]
+    attn = getattr(getattr(last, "attention", None), "self", None)
+    return all(hasattr(attn, name) for name in ("query", "key", "value", "scaling", "attention_head_size")) and \
+        all(hasattr(last, name) for name in ("intermediate", "output"))
+
+
+@contextmanager
+def cls_query_last_layer(encoder: "SentenceEncoder"):
+    """Within the block, the encoder's last layer computes the [CLS] row only (see :class:`_ClsQueryLayer`).
+
+    A no-op unless the encoder pools ``cls``, is in eval mode and is a BERT/RoBERTa
+    encoder; the original layer is always put back.
+    """
+    if encoder.training or not _cls_query_supported(encoder):
+        yield
+        return
+    layers = encoder.backbone.encoder.layer
+    original = layers[-1]
+    layers[-1] = _ClsQueryLayer(original)
+    try:
+        yield
+    finally:
+        layers[-1] = original
+
+
 def tokenize_ids(tokenizer, sentences: Sequence[str], max_len: int, batch: int = 10_000) -> list[list[int]]:
     """Token ids (specials included, truncated to ``max_len``, unpadded) for each sentence."""
     ids: list[list[int]] = []
@@ -210,6 +283,36 @@ def collate(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, to
     return torch.from_numpy(input_ids), torch.from_numpy(mask)
 
 
+#: Padded token positions per forward pass when encoding on CPU. Measured with
+#: ``bench/eval_speed.py`` (all-MiniLM-L6-v2, 2-core EPYC): 256 sentences of ~40
+#: tokens run ~20% slower than the same work in ~2k-position batches.
+CPU_BATCH_TOKENS = 2048
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Indices grouped into batches of similar length, shortest first.
+
+    Each batch has at most ``batch_size`` items and, when ``max_tokens`` is given,
+    at most ``max_tokens`` positions once padded to its longest item (a single
+    item longer than that still gets its own batch). Ties keep input order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:  # ascending length: the item being added is the batch's longest
+        full = len(current) == batch_size or \
+            (max_tokens is not None and current and (len(current) + 1) * lengths[i] > max_tokens)
+        if full:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
 @torch.inference_mode()
 def encode_ids(
     encoder: SentenceEncoder,
@@ -219,29 +322,39 @@ def encode_ids(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    max_tokens: int | None = None,
 ) -> np.ndarray:
     """Embed pre-tokenized sentences in length-sorted batches (fewer pad tokens, same result).
+
+    Batches hold at most ``batch_size`` sentences and, on CPU, at most
+    ``max_tokens`` padded positions (default :data:`CPU_BATCH_TOKENS`): a CPU
+    runs the matrix products faster when a layer's activations stay in cache,
+    and a sentence's embedding does not depend on its batch mates.
+
+    With ``cls`` pooling the last layer runs for the [CLS] row only
+    (:func:`cls_query_last_layer`): the same vectors, less work.
 
     Returns:
         (N, H) float32 array in the input order.
     """
     was_training = encoder.training
     encoder.eval()
-    order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
     hidden = encoder.backbone.config.hidden_size
     out = np.empty((len(ids), hidden), dtype=np.float32)
     device = torch.device(device)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        input_ids, mask = collate([ids[i] for i in idx], pad_id)
-        input_ids = input_ids.to(device, non_blocking=True)
-        mask = mask.to(device, non_blocking=True)
-        if autocast_dtype is not None and device.type == "cuda":
-            with torch.autocast("cuda", dtype=autocast_dtype):
+    if max_tokens is None and device.type == "cpu":
+        max_tokens = CPU_BATCH_TOKENS
+    with cls_query_last_layer(encoder):
+        for idx in length_batches([len(x) for x in ids], batch_size, max_tokens):
+            input_ids, mask = collate([ids[i] for i in idx], pad_id)
+            input_ids = input_ids.to(device, non_blocking=True)
+            mask = mask.to(device, non_blocking=True)
+            if autocast_dtype is not None and device.type == "cuda":
+                with torch.autocast("cuda", dtype=autocast_dtype):
+                    emb = encoder.embed(input_ids, mask)
+            else:
                 emb = encoder.embed(input_ids, mask)
-        else:
-            emb = encoder.embed(input_ids, mask)
-        out[idx] = emb.float().cpu().numpy()
+            out[idx] = emb.float().cpu().numpy()
     if was_training:
         encoder.train()
     return out

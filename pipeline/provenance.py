@@ -28,6 +28,13 @@ def code_version(root: Path | str = ".") -> dict:
     return {"commit": commit, "dirty": bool(status)}
 
 
+def describe_code(code: dict) -> str:
+    """One phrase for a :func:`code_version` result: "commit `abc123def456`[ with uncommitted changes]"."""
+    if not code.get("commit"):
+        return "unknown commit (not a git checkout)"
+    return f"commit `{code['commit'][:12]}`" + (" with uncommitted changes" if code.get("dirty") else "")
+
+
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), else what platform reports."""
     try:
