@@ -1,0 +1,168 @@
+"""Training one variant: every seed, through a resumable scratch area, into one models folder.
+
+:func:`train_variant` is what the ``train@<variant>`` stage runs. Per seed it
+trains with :func:`pipeline.train.train_seed` into ``<resume>/seed-<s>/done``
+and records ``training.json`` (settings, base model, data manifest, selected
+step, dev history). A seed whose record carries the same fingerprint (settings,
+seed, token cache, base model files, process count) is not trained again, so a
+stage killed after some seeds resumes at the next one, and one killed inside a
+seed resumes from that seed's last checkpoint. Only when every seed is done is
+``out`` written (atomically) and the scratch area removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from pipeline import distributed as D
+from pipeline.atomic import atomic_dir, write_json
+from pipeline.errors import UserError
+from pipeline.hub import model_slug
+from pipeline.train import SELECTION, DevSet, TrainSettings, fingerprint, train_seed
+
+
+def check_training_inputs(*, model: str, max_len: int, tokens: Path, models: Path) -> tuple[Path, dict, dict]:
+    """Check the base model folder and the token cache agree with the params, before any training.
+
+    Returns:
+        (base model folder, the token cache's meta.json, the base model's manifest record)
+    """
+    from transformers import AutoConfig
+
+    from pipeline.modeling import model_position_limit
+    from pipeline.params import check_max_len
+
+    model_dir = models / model_slug(model)
+    if not model_dir.is_dir():
+        raise UserError(f"{model_dir}: base model folder missing; run the fetch_model stage first")
+    check_max_len("params.yaml", "max_len", max_len, model_position_limit(AutoConfig.from_pretrained(model_dir)))
+    meta = json.loads((tokens / "meta.json").read_text(encoding="utf-8"))
+    if meta["model"] != model or meta["max_len"] != max_len:
+        raise UserError(f"{tokens}: tokenized for {meta['model']} at max_len {meta['max_len']}; "
+                        "rerun the tokenize stage (dvc repro)")
+    base_record = json.loads((models / "manifest.json").read_text(encoding="utf-8"))[model_slug(model)]
+    return model_dir, meta, base_record
+
+
+def train_variant(
+    settings: TrainSettings,
+    *,
+    variant: str,
+    model: str,
+    data: str,
+    seeds: Sequence[int],
+    record_config: dict,
+    tokens: Path,
+    models: Path,
+    out: Path,
+    live_dir: Path,
+    resume: Path,
+) -> dict:
+    """Train every seed of one variant; write ``out/seed-<s>/`` and dvclive logs under ``live_dir``.
+
+    Args:
+        settings: the run's hyperparameters.
+        variant: the variant's name (recorded).
+        model: the base model id (its folder under ``models`` is :func:`pipeline.hub.model_slug`).
+        data: ``wiki`` (one ``sent`` column, each sentence its own positive) or
+            ``nli`` (``anchor``, ``positive``, ``negative`` columns).
+        seeds: the seeds to train, in order.
+        record_config: the variant's settings as written into each ``training.json``.
+        tokens: the tokenize stage's folder (columns, dev set, meta.json).
+        models: the fetch_model stage's folder (base models and manifest.json).
+        out: the models folder to write.
+        live_dir: the dvclive folder (metrics per ``seed-<s>/`` prefix).
+        resume: scratch folder for resumable state; removed on success.
+
+    Returns:
+        {seed: timing facts} (wall seconds and resumed step, or ``already_trained``).
+    """
+    import torch
+    from dvclive import Live
+
+    from pipeline.provenance import environment
+    from pipeline.tokens import TokenColumn
+
+    info = D.from_env()
+    model_dir, meta, base_record = check_training_inputs(model=model, max_len=settings.max_len, tokens=tokens,
+                                                         models=models)
+    names = ("sent",) if data == "wiki" else ("anchor", "positive", "negative")
+    columns = [TokenColumn(tokens, name) for name in names]
+    if len(columns[0]) < settings.batch_size:
+        print(f"warning: {len(columns[0])} training rows < batch_size {settings.batch_size}: one partial batch "
+              "per epoch", flush=True)
+    dev = DevSet.load(tokens)
+    if torch.cuda.is_available():
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    D.init(info, device.type)
+
+    live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) if info.is_main else None
+    timings: dict = {}
+    try:
+        for seed in seeds:
+            prefix = f"seed-{seed}"
+            fp = fingerprint({"settings": dataclasses.asdict(settings), "seed": seed, "tokens": meta,
+                              "base": base_record["files"], "world": info.world})
+            seed_dir = resume / prefix
+            done = seed_dir / "done"
+
+            def log(step: int, values: dict, prefix=prefix) -> None:
+                live.step = step
+                for name, value in values.items():
+                    live.log_metric(f"{prefix}/{name}", value, plot=True)
+
+            def replay(history, log=log) -> None:
+                for step, values in history:
+                    log(step, values)
+
+            record_path = done / "training.json"
+            if record_path.is_file() and json.loads(record_path.read_text())["fingerprint"] == fp:
+                record = json.loads(record_path.read_text())
+                if live is not None:
+                    replay(json.loads((seed_dir / "history.json").read_text()))
+                print(f"seed {seed}: already trained (resume area), step {record['selected_step']} selected",
+                      flush=True)
+                timings[seed] = {"already_trained": True}
+                continue
+            if info.is_main:
+                shutil.rmtree(done, ignore_errors=True)
+            result = train_seed(settings, seed=seed, model_dir=model_dir, columns=columns, dev=dev,
+                                out_dir=done, state_path=seed_dir / "state.pt", fingerprint_value=fp,
+                                device=device, info=info, log=log if live else None,
+                                replay=replay if live else None)
+            record = {
+                "variant": variant, "seed": seed, "fingerprint": fp,
+                "config": {**record_config, "seed": seed},
+                "base_model": {k: base_record.get(k) for k in ("model", "source", "revision", "commit", "pinned")},
+                "selected_step": result.selected_step, "selection_metric": f"korsts_dev.{SELECTION[settings.recipe]}",
+                "best_dev": result.best_dev, "total_steps": result.total_steps, "dev_history": result.dev_history,
+                "seeds": list(seeds), "processes": info.world, "device": str(device.type),
+                "environment": environment(), "data": meta["data_manifest"],
+            }
+            # operational facts (time, resumption) stay out of the model folder, which must be reproducible
+            timings[seed] = {"wall_seconds": round(result.wall_seconds, 2), "resumed_from_step": result.resumed_from}
+            if info.is_main:
+                write_json(seed_dir / "history.json", [[step, values] for step, values in result.history])
+                write_json(record_path, record)
+                (seed_dir / "state.pt").unlink(missing_ok=True)
+            print(f"seed {seed}: selected step {result.selected_step}/{result.total_steps}, "
+                  f"dev {result.best_dev}", flush=True)
+    finally:
+        if live is not None:
+            live.end()
+        D.barrier(info)
+
+    if info.is_main:
+        with atomic_dir(out) as tmp:
+            for seed in seeds:
+                shutil.copytree(resume / f"seed-{seed}" / "done", tmp / f"seed-{seed}")
+        shutil.rmtree(resume, ignore_errors=True)  # scratch: only needed until the stage succeeds
+    D.shutdown(info)
+    return timings
