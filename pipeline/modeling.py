@@ -203,14 +203,17 @@ class _ClsQueryLayer(nn.Module):
     """
 
     def __init__(self, layer: nn.Module):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                *args, **kwargs) -> torch.Tensor:
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
         from transformers.models.bert.modeling_bert import eager_attention_forward
 
+        super().__init__()
+        self.layer = layer
+        # the attention function the model itself uses (sdpa, eager, ...), looked up once, not per batch
+        self.attention_fn = ALL_ATTENTION_FUNCTIONS.get_interface(
+            layer.attention.self.config._attn_implementation, eager_attention_forward)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                *args, **kwargs) -> torch.Tensor:
         layer, attn = self.layer, self.layer.attention.self
         batch, length, _ = hidden_states.shape
         first = hidden_states[:, :1]  # (B, 1, H)
@@ -220,8 +223,7 @@ class _ClsQueryLayer(nn.Module):
         value = attn.value(hidden_states).view(*split).transpose(1, 2)
         if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.size(-2) > 1:
             attention_mask = attention_mask[:, :, :1]  # the first query row of a (B, 1|heads, T, T) mask
-        interface = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager_attention_forward)
-        context, _ = interface(attn, query, key, value, attention_mask, dropout=0.0, scaling=attn.scaling)
+        context, _ = self.attention_fn(attn, query, key, value, attention_mask, dropout=0.0, scaling=attn.scaling)
         context = context.reshape(batch, 1, -1)
         attended = layer.attention.output(context, first)
         return layer.output(layer.intermediate(attended), attended)  # (B, 1, H)
