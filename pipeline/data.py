@@ -74,6 +74,26 @@ def _lines(path: Path | str) -> Iterator[tuple[int, str]]:
             ) from None
 
 
+def text_lines(text: str) -> list[str]:
+    """Split the text of a file this pipeline wrote (one row per line) at ``\n`` only.
+
+    ``str.splitlines()`` also breaks at U+2028, U+2029, U+0085, ``\x0b``, ``\x0c``,
+    ``\x1c``-``\x1e`` and ``\r``: a sentence holding one would become two rows. A
+    final newline does not make an extra empty line. Read the file with
+    :func:`read_rows_text` (no newline translation).
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def read_rows_text(path: Path | str) -> list[str]:
+    """The rows of a UTF-8 file this pipeline wrote, split by :func:`text_lines` (bytes as written:
+    text mode would turn a ``\r`` inside a sentence into a line break)."""
+    return text_lines(Path(path).read_bytes().decode("utf-8"))
+
+
 def strip_chars(text: str, chars: tuple[str, ...]) -> str:
     """Delete every occurrence of each character in ``chars`` from ``text``."""
     for ch in chars:
@@ -217,17 +237,23 @@ class Corpus:
 def read_corpus(path: Path | str) -> Corpus:
     """Read a one-sentence-per-line corpus; surrounding whitespace is stripped, blank lines skipped.
 
+    The lines are those of Python's text-mode ``readlines()``, which the card's
+    reader used: split at ``\n``, ``\r\n`` and a lone ``\r`` only.
+
     Raises:
         UserError: the file is empty or holds only blank lines, or is not UTF-8.
     """
     sentences: list[str] = []
     blank = 0
-    for _, line in _lines(path):
-        line = line.strip()
-        if line:
-            sentences.append(line)
-        else:
-            blank += 1
+    for _, raw_line in _lines(path):
+        # the card read the corpus with readlines() in text mode: lines end at \n, \r\n or a lone \r
+        # (universal newlines), never at U+2028, U+0085, \x0b ... as str.splitlines() would
+        for line in raw_line.split("\r"):
+            line = line.strip()
+            if line:
+                sentences.append(line)
+            else:
+                blank += 1
     if not sentences:
         raise UserError(f"{path}: the corpus has no sentences (empty or only blank lines); "
                         "expected one sentence per line")

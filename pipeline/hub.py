@@ -9,6 +9,7 @@ weights-only loader, never fully unpickled; ``trust_remote_code`` is never set.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -18,6 +19,8 @@ from pipeline.download import sha256_file
 from pipeline.errors import UserError
 from pipeline.modeling import PICKLE_WEIGHTS, SAFETENSORS, check_model_folder, convert_pickle_weights
 
+#: The record a fetched base-model folder carries beside its files (see :func:`models_manifest`).
+MANIFEST = "manifest.json"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 #: Files a sentence encoder needs besides its weights (whichever of them the repo has).
@@ -144,3 +147,16 @@ def fetch_model(model: str, revision: str | None, dest: Path | str) -> dict:
               f"{commit}. Pin that commit in params.yaml for an exact reproduction.", flush=True)
     return {"source": f"https://huggingface.co/{model}", "kind": "hub", "revision": revision, "commit": commit,
             "pinned": pinned, "files": files}
+
+
+def models_manifest(folder: Path | str) -> dict[str, dict]:
+    """{model slug: fetch record} of every base-model folder under ``folder`` (data/models/<variant>/).
+
+    Variants that share a base model share one entry; the records come from each
+    folder's :data:`MANIFEST`, written by the fetch_model stage.
+    """
+    records: dict[str, dict] = {}
+    for path in sorted(Path(folder).glob(f"*/{MANIFEST}")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        records.setdefault(model_slug(record["model"]), record)
+    return records

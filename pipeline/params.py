@@ -31,6 +31,7 @@ RECIPES = ("card", "simcse")
 DATA_KINDS = ("wiki", "nli")
 PRECISIONS = ("bf16", "fp16", "fp32")
 PROTOCOLS = ("card", "clean")
+DEVICES = ("cuda", "cpu")
 
 _MISSING = object()
 
@@ -167,6 +168,12 @@ class TrainConfig:
     eval_batch_size: int
     compile: bool
     deterministic: bool
+    device: str
+
+
+def device_setting(params: Params) -> str:
+    """The ``device`` param: ``cuda`` (the card's run) or ``cpu`` (an explicit opt-in, never a fallback)."""
+    return check_choice(params.source, "device", params.get("device"), DEVICES)
 
 
 def effective_seeds(params: Params) -> tuple[int, ...]:
@@ -239,6 +246,7 @@ def train_config(params: Params, variant: str) -> TrainConfig:
         hard_negative_weight=hnw, seeds=effective_seeds(params), precision=precision,
         nproc=nproc, checkpoint_steps=checkpoint_steps, log_steps=log_steps,
         eval_batch_size=eval_batch_size, compile=compile_, deterministic=deterministic,
+        device=device_setting(params),
     )
 
 

@@ -18,6 +18,7 @@ import yaml
 
 from pipeline.card import CARD, CITATIONS, COLUMN_TITLES, PUBLISHED, card_row, row_label
 from pipeline.evaluate import BENCHMARKS, read_predictions
+from pipeline.hub import models_manifest
 from pipeline.metrics import KEYS, bootstrap_intervals
 from pipeline.params import BootstrapConfig
 
@@ -92,7 +93,7 @@ def collect(*, variants: list[str], metrics_dir: Path, eval_dir: Path, models_di
         published_manifest=_read_json(eval_dir / "published" / "manifest.json", {}),
         published_dir=eval_dir / "published",
         data_manifest=_read_json(raw_dir / "manifest.json", {}).get("files", {}),
-        models_manifest=_read_json(data_models_dir / "manifest.json", {}),
+        models_manifest=models_manifest(data_models_dir),
         train_manifests={k: _read_json(train_dir / k / "manifest.json", {}) for k in ("wiki", "nli")},
         lock=(lock or {}).get("stages", {}),
         code=code, note=note, bootstrap=bootstrap,
@@ -286,6 +287,16 @@ def _lock_outs(inputs: ReportInputs, stage: str) -> list[tuple[str, str]]:
     return [(o["path"], o.get("md5", "")) for o in entry.get("outs", []) if not o["path"].startswith("timings/")]
 
 
+def blank_lines_note(sentences: int, blank: int) -> str:
+    """The unsupervised data line of the provenance: how many blank corpus lines were skipped, and
+    that the card's reader trained on them (each as an empty sentence)."""
+    if not blank:
+        return f"Unsupervised data: {sentences} sentences (no blank lines in the corpus)."
+    return (f"Unsupervised data: {sentences} sentences; {blank} blank line{'s' if blank != 1 else ''} of the corpus "
+            "skipped. The card's reader (`readlines()`) kept them, so the card trained on "
+            f"{sentences + blank} rows, {blank} of them an empty sentence (only [CLS] [SEP]).")
+
+
 def provenance_section(inputs: ReportInputs) -> list[str]:
     code = inputs.code
     commit = code.get("commit") or "unknown (not a git checkout)"
@@ -309,8 +320,7 @@ def provenance_section(inputs: ReportInputs) -> list[str]:
     wiki, nli = inputs.train_manifests.get("wiki") or {}, inputs.train_manifests.get("nli") or {}
     lines += [""]
     if wiki:
-        lines.append(f"Unsupervised data: {wiki['sentences']} sentences ({wiki['blank_lines_skipped']} blank "
-                     "lines skipped).")
+        lines.append(blank_lines_note(wiki['sentences'], wiki['blank_lines_skipped']))
     if nli:
         lines.append(f"Supervised data: {nli['triplets']} triplets from {nli['pairs_read']} KorNLI pairs "
                      f"(recipe `{nli['recipe']}`, {nli['dropped_na']} dropped for `n/a`).")

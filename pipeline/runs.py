@@ -21,31 +21,36 @@ from typing import Sequence
 from pipeline import distributed as D
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import UserError
-from pipeline.hub import model_slug
 from pipeline.train import SELECTION, DevSet, TrainSettings, fingerprint, train_seed
 
 
 def check_training_inputs(*, model: str, max_len: int, tokens: Path, models: Path) -> tuple[Path, dict, dict]:
     """Check the base model folder and the token cache agree with the params, before any training.
 
+    Args:
+        models: the variant's base-model folder (fetch_model stage: files + manifest.json).
+
     Returns:
         (base model folder, the token cache's meta.json, the base model's manifest record)
     """
     from transformers import AutoConfig
 
+    from pipeline.hub import MANIFEST
     from pipeline.modeling import model_position_limit
     from pipeline.params import check_max_len
 
-    model_dir = models / model_slug(model)
-    if not model_dir.is_dir():
-        raise UserError(f"{model_dir}: base model folder missing; run the fetch_model stage first")
-    check_max_len("params.yaml", "max_len", max_len, model_position_limit(AutoConfig.from_pretrained(model_dir)))
+    if not (models / MANIFEST).is_file():
+        raise UserError(f"{models}: base model folder missing; run the fetch_model stage first (dvc repro)")
+    base_record = json.loads((models / MANIFEST).read_text(encoding="utf-8"))
     meta = json.loads((tokens / "meta.json").read_text(encoding="utf-8"))
-    if meta["model"] != model or meta["max_len"] != max_len:
-        raise UserError(f"{tokens}: tokenized for {meta['model']} at max_len {meta['max_len']}; "
+    for where, found in ((models, base_record["model"]), (tokens, meta["model"])):
+        if found != model:
+            raise UserError(f"{where}: made for model {found!r}, params say {model!r}; rerun `dvc repro`")
+    if meta["max_len"] != max_len:
+        raise UserError(f"{tokens}: tokenized at max_len {meta['max_len']}, params say {max_len}; "
                         "rerun the tokenize stage (dvc repro)")
-    base_record = json.loads((models / "manifest.json").read_text(encoding="utf-8"))[model_slug(model)]
-    return model_dir, meta, base_record
+    check_max_len("params.yaml", "max_len", max_len, model_position_limit(AutoConfig.from_pretrained(models)))
+    return models, meta, base_record
 
 
 def train_variant(
@@ -61,22 +66,24 @@ def train_variant(
     out: Path,
     live_dir: Path,
     resume: Path,
+    device_name: str = "cuda",
 ) -> dict:
     """Train every seed of one variant; write ``out/seed-<s>/`` and dvclive logs under ``live_dir``.
 
     Args:
         settings: the run's hyperparameters.
         variant: the variant's name (recorded).
-        model: the base model id (its folder under ``models`` is :func:`pipeline.hub.model_slug`).
+        model: the base model id (as in params; checked against the folder's manifest).
         data: ``wiki`` (one ``sent`` column, each sentence its own positive) or
             ``nli`` (``anchor``, ``positive``, ``negative`` columns).
         seeds: the seeds to train, in order.
         record_config: the variant's settings as written into each ``training.json``.
         tokens: the tokenize stage's folder (columns, dev set, meta.json).
-        models: the fetch_model stage's folder (base models and manifest.json).
+        models: the variant's base-model folder (fetch_model stage: files and manifest.json).
         out: the models folder to write.
         live_dir: the dvclive folder (metrics per ``seed-<s>/`` prefix).
         resume: scratch folder for resumable state; removed on success.
+        device_name: the ``device`` param (``cuda`` or ``cpu``); ``cuda`` without a GPU is a UserError.
 
     Returns:
         {seed: timing facts} (wall seconds and resumed step, or ``already_trained``).
@@ -84,6 +91,7 @@ def train_variant(
     import torch
     from dvclive import Live
 
+    from pipeline.devices import announce, require_device
     from pipeline.provenance import environment
     from pipeline.tokens import TokenColumn
 
@@ -96,11 +104,11 @@ def train_variant(
         print(f"warning: {len(columns[0])} training rows < batch_size {settings.batch_size}: one partial batch "
               "per epoch", flush=True)
     dev = DevSet.load(tokens)
-    if torch.cuda.is_available():
-        device = torch.device("cuda", info.local_rank)
+    device = require_device(device_name, local_rank=info.local_rank)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
+    if info.is_main:
+        announce(device, f"train@{variant}")
     D.init(info, device.type)
 
     live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) if info.is_main else None

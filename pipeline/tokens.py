@@ -11,6 +11,8 @@ plus ``meta.json``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -70,3 +72,8 @@ def write_column(folder: Path | str, name: str, ids: np.ndarray, offsets: np.nda
     folder = Path(folder)
     np.save(folder / f"{name}.ids.npy", np.ascontiguousarray(ids, dtype=np.int32))
     np.save(folder / f"{name}.offsets.npy", np.ascontiguousarray(offsets, dtype=np.int64))
+
+
+def content_key(determinants: dict) -> str:
+    """A short stable hash of everything that determines a cache (JSON, keys sorted)."""
+    return hashlib.sha256(json.dumps(determinants, sort_keys=True, default=str).encode()).hexdigest()[:16]

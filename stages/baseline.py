@@ -3,8 +3,9 @@
     python -m stages.baseline --models data/models --raw data/raw \
         --metrics metrics/baseline.json --predictions eval/baseline
 
-One entry per distinct base model of the variants, keyed by its folder name
-(e.g. ``klue--bert-base``), pooled with `pooler` and truncated at `max_len`.
+One entry per distinct base model of the variants, keyed by its slug
+(e.g. ``klue--bert-base``), read from the first variant's folder that holds it
+(data/models/<variant>/), pooled with `pooler` and truncated at `max_len`.
 """
 
 from __future__ import annotations
@@ -16,35 +17,38 @@ from pipeline.atomic import atomic_dir, write_json
 from pipeline.provenance import Timer, write_timing
 from pipeline.errors import cli_entry
 from pipeline.hub import model_slug
-from pipeline.params import POOLERS, Params, check_choice, check_max_len, eval_settings
+from pipeline.params import POOLERS, Params, check_choice, check_max_len, device_setting, eval_settings
 from stages.evaluate import benchmark_paths
 
 
 def read_params(params: Params) -> dict:
-    models = list(dict.fromkeys(params.resolved(v, "model") for v in params.variant_names()))
+    # the first variant trained from each distinct base model: its folder holds that model
+    folders: dict[str, str] = {}
+    for variant in params.variant_names():
+        folders.setdefault(params.resolved(variant, "model"), variant)
     protocol, batch_size, bootstrap = eval_settings(params)
     return {
-        "models": models,
+        "models": folders,
         "pooler": check_choice(params.source, "pooler", params.get("pooler"), POOLERS),
         "max_len": check_max_len(params.source, "max_len", params.get("max_len")),
-        "protocol": protocol, "batch_size": batch_size, "bootstrap": bootstrap,
+        "protocol": protocol, "batch_size": batch_size, "bootstrap": bootstrap, "device": device_setting(params),
     }
 
 
 def run(cfg: dict, *, models: Path, raw: Path, metrics_path: Path, predictions: Path) -> dict:
-    import torch
-
+    from pipeline.devices import announce, require_device
     from pipeline.evaluate import evaluate_folders
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = require_device(cfg["device"])
+    announce(device, "baseline")
     metrics = {}
     with atomic_dir(predictions) as tmp:
-        for model in cfg["models"]:
+        for model, variant in cfg["models"].items():
             slug = model_slug(model)
             metrics[slug] = evaluate_folders(
-                [models / slug], benchmark_paths(raw), protocol=cfg["protocol"], max_len=cfg["max_len"],
+                [models / variant], benchmark_paths(raw), protocol=cfg["protocol"], max_len=cfg["max_len"],
                 batch_size=cfg["batch_size"], bootstrap=cfg["bootstrap"], default_pooler=cfg["pooler"],
-                labels=[slug], predictions_dir=tmp, device=device)
+                labels=[slug], predictions_dir=tmp, device=device.type)
             print(f"{model} (untrained): KorSTS {metrics[slug]['korsts_test']['avg']:.2f}, "
                   f"KLUE {metrics[slug]['klue_dev']['avg']:.2f}", flush=True)
     write_json(metrics_path, metrics)

@@ -18,12 +18,13 @@ from pathlib import Path
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.provenance import Timer, write_timing
 from pipeline.errors import UserError, cli_entry
-from pipeline.params import Params, eval_settings
+from pipeline.params import Params, device_setting, eval_settings
 from pipeline.sources import file_name
 
 
 def read_params(params: Params):
-    return eval_settings(params)
+    """(protocol, eval_batch_size, bootstrap, device)."""
+    return (*eval_settings(params), device_setting(params))
 
 
 def benchmark_paths(raw: Path) -> dict[str, Path]:
@@ -37,10 +38,12 @@ def seed_folders(models: Path) -> list[Path]:
     return folders
 
 
-def run(models: Path, raw: Path, metrics_path: Path, predictions: Path, *, protocol, batch_size, bootstrap) -> dict:
-    import torch
-
+def run(models: Path, raw: Path, metrics_path: Path, predictions: Path, *, protocol, batch_size, bootstrap,
+        device: str = "cuda") -> dict:
+    from pipeline.devices import announce, require_device
     from pipeline.evaluate import evaluate_folders
+
+    torch_device = require_device(device)
 
     folders = seed_folders(models)
     config = folders[0] / "sentence_bert_config.json"
@@ -48,11 +51,11 @@ def run(models: Path, raw: Path, metrics_path: Path, predictions: Path, *, proto
         raise UserError(f"{config}: missing; expected a model folder written by the train stage "
                         "(use `simcse-ko evaluate` for other models)")
     max_len = json.loads(config.read_text(encoding="utf-8"))["max_seq_length"]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    announce(torch_device, f"evaluate@{models.name}")
     with atomic_dir(predictions) as tmp:
         metrics = evaluate_folders(folders, benchmark_paths(raw), protocol=protocol, max_len=max_len,
                                    batch_size=batch_size, bootstrap=bootstrap, labels=[f.name for f in folders],
-                                   predictions_dir=tmp, device=device)
+                                   predictions_dir=tmp, device=torch_device.type)
     write_json(metrics_path, metrics)
     return metrics
 
@@ -66,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     with Timer() as timer:
-        protocol, batch_size, bootstrap = read_params(Params.load(args.params))
+        protocol, batch_size, bootstrap, device = read_params(Params.load(args.params))
         metrics = run(args.models, args.raw, args.metrics, args.predictions, protocol=protocol,
-                      batch_size=batch_size, bootstrap=bootstrap)
+                      batch_size=batch_size, bootstrap=bootstrap, device=device)
     write_timing(args.timing, f"evaluate@{args.models.name}", timer.seconds)
     print(json.dumps({k: round(metrics[k]["avg"], 2) for k in ("korsts_test", "klue_dev")}), flush=True)
     return 0

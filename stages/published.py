@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.provenance import Timer, write_timing
 from pipeline.errors import UserError, cli_entry
-from pipeline.params import Params, check_bool, check_max_len, eval_settings
+from pipeline.params import Params, check_bool, check_max_len, device_setting, eval_settings
 from stages.evaluate import benchmark_paths
 
 
@@ -29,20 +29,23 @@ def read_params(params: Params) -> dict:
         raise UserError(f"{src}: published.checkpoints must map a variant to {{id, revision}}")
     protocol, batch_size, bootstrap = eval_settings(params)
     return {"enabled": enabled, "checkpoints": checkpoints, "protocol": protocol, "batch_size": batch_size,
-            "bootstrap": bootstrap, "max_len": check_max_len(src, "max_len", params.get("max_len"))}
+            "bootstrap": bootstrap, "max_len": check_max_len(src, "max_len", params.get("max_len")),
+            "device": device_setting(params)}
 
 
 def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
     metrics: dict = {}
+    if cfg["enabled"]:
+        from pipeline.devices import announce, require_device
+
+        device = require_device(cfg["device"])  # before anything is downloaded or written
+        announce(device, "published")
     with atomic_dir(predictions) as tmp:
         manifest: dict = {"enabled": cfg["enabled"], "checkpoints": {}}
         if cfg["enabled"]:
-            import torch
-
             from pipeline.evaluate import evaluate_folders
             from pipeline.hub import fetch_model
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
             for variant, entry in cfg["checkpoints"].items():
                 with tempfile.TemporaryDirectory(prefix="published-") as folder:
                     record = fetch_model(entry["id"], entry.get("revision"), Path(folder) / "model")
@@ -50,7 +53,7 @@ def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
                     metrics[variant] = evaluate_folders(
                         [Path(folder) / "model"], benchmark_paths(raw), protocol=cfg["protocol"],
                         max_len=cfg["max_len"], batch_size=cfg["batch_size"], bootstrap=cfg["bootstrap"],
-                        default_pooler="cls", labels=[variant], predictions_dir=tmp, device=device)
+                        default_pooler="cls", labels=[variant], predictions_dir=tmp, device=device.type)
                 manifest["checkpoints"][variant] = {"model": entry["id"], **record}
                 print(f"{entry['id']}: KorSTS {metrics[variant]['korsts_test']['avg']:.2f}, "
                       f"KLUE {metrics[variant]['klue_dev']['avg']:.2f}", flush=True)

@@ -1,6 +1,6 @@
 """Stage `train@<variant>`: SimCSE training, once per seed; keeps the checkpoint selected on KorSTS dev.
 
-    python -m stages.train --variant bert-unsup --tokens data/tokens/bert-unsup --models data/models \
+    python -m stages.train --variant bert-unsup --tokens data/tokens/bert-unsup --models data/models/bert-unsup \
         --out models/bert-unsup --live dvclive/bert-unsup --resume checkpoints/bert-unsup
 
 Writes models/<variant>/seed-<s>/ (Hugging Face + sentence-transformers folder
@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from pipeline.devices import require_device
 from pipeline.errors import cli_entry
 from pipeline.params import Params, TrainConfig, train_config
 from pipeline.provenance import Timer, write_timing
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     cfg = read_params(Params.load(args.params), args.variant)
+    require_device(cfg.device, where=args.params)  # before a relaunch, a download or a model load
     if cfg.nproc > 1 and "LOCAL_RANK" not in os.environ:
         return _relaunch_under_torchrun(cfg.nproc)
     from pipeline.runs import train_variant
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         timings = train_variant(
             settings_for(cfg), variant=cfg.variant, model=cfg.model, data=cfg.data, seeds=cfg.seeds,
             record_config={k: v for k, v in dataclasses.asdict(cfg).items() if k != "seeds"},
-            tokens=args.tokens, models=args.models, out=args.out, live_dir=args.live, resume=args.resume)
+            tokens=args.tokens, models=args.models, out=args.out, live_dir=args.live, resume=args.resume,
+            device_name=cfg.device)
     if int(os.environ.get("RANK", 0)) == 0:
         write_timing(args.timing, f"train@{args.variant}", timer.seconds,
                      seeds={str(k): v for k, v in timings.items()})

@@ -26,9 +26,9 @@ def validate(params: Params) -> list[str]:
     names = params.variant_names()
     for name in names:
         train_config(params, name)
+        fetch_model.read_params(params, name)
     eval_settings(params)
     triplets.read_params(params)
-    fetch_model.read_params(params)
     published.read_params(params)
     report_dir = params.get("report_dir")
     if not isinstance(report_dir, str) or not report_dir or Path(report_dir).is_absolute():

@@ -27,6 +27,7 @@ def workspace(tmp_path_factory) -> Path:
     shutil.copytree(MINILM, root / "models" / "minilm" / "seed-7")
     params = Path(__file__).resolve().parents[1] / "params.yaml"
     text = params.read_text(encoding="utf-8").replace("resamples: 1000", "resamples: 200")
+    text = text.replace("\ndevice: cuda ", "\ndevice: cpu ")  # an explicit CPU run (the default stops without a GPU)
     (root / "params.yaml").write_text(text, encoding="utf-8")
     return root
 

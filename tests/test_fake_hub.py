@@ -108,22 +108,24 @@ def env(hub: dict, tmp_path: Path) -> dict:
 def test_branch_is_resolved_to_a_recorded_commit_with_a_warning(hub, tmp_path):
     root = project(tmp_path, hub, model=REPO, model_revisions={REPO: "main"},
                    variants={"bert-unsup": {"data": "wiki"}})
-    result = run_module("stages.fetch_model", "--out", "data/models", cwd=root, env=env(hub, tmp_path))
+    result = run_module("stages.fetch_model", "--variant", "bert-unsup", "--out", "data/models/bert-unsup", cwd=root,
+                        env=env(hub, tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resolved to {COMMIT}" in result.stdout and "not a commit" in result.stdout
-    manifest = json.loads((root / "data/models/manifest.json").read_text())
-    record = manifest["fake-org--tiny-bert"]
+    record = json.loads((root / "data/models/bert-unsup/manifest.json").read_text())
+    assert record["model"] == REPO
     assert record["commit"] == COMMIT and record["revision"] == "main" and record["pinned"] is False
     assert record["files"]["model.safetensors"] == hashlib.sha256(hub["files"]["model.safetensors"]).hexdigest()
-    assert (root / "data/models/fake-org--tiny-bert/tokenizer.json").read_bytes() == hub["files"]["tokenizer.json"]
+    assert (root / "data/models/bert-unsup/tokenizer.json").read_bytes() == hub["files"]["tokenizer.json"]
 
 
 def test_pinned_commit_gives_no_warning(hub, tmp_path):
     root = project(tmp_path, hub, model=REPO, model_revisions={REPO: COMMIT}, variants={"b": {"data": "wiki"}})
-    result = run_module("stages.fetch_model", "--out", "data/models", cwd=root, env=env(hub, tmp_path))
+    result = run_module("stages.fetch_model", "--variant", "b", "--out", "data/models/b", cwd=root,
+                        env=env(hub, tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "warning" not in result.stdout
-    assert json.loads((root / "data/models/manifest.json").read_text())["fake-org--tiny-bert"]["pinned"] is True
+    assert json.loads((root / "data/models/b/manifest.json").read_text())["pinned"] is True
 
 
 @pytest.mark.parametrize("model, revision, message", [
@@ -132,15 +134,16 @@ def test_pinned_commit_gives_no_warning(hub, tmp_path):
 ])
 def test_unknown_id_or_revision_is_one_clear_line(hub, tmp_path, model, revision, message):
     root = project(tmp_path, hub, model=model, model_revisions={model: revision}, variants={"b": {"data": "wiki"}})
-    result = run_module("stages.fetch_model", "--out", "data/models", cwd=root, env=env(hub, tmp_path))
+    result = run_module("stages.fetch_model", "--variant", "b", "--out", "data/models/b", cwd=root,
+                        env=env(hub, tmp_path))
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0] and model in lines[0]
-    assert "Traceback" not in result.stderr and not (root / "data/models").exists()
+    assert "Traceback" not in result.stderr and not (root / "data/models/b").exists()
 
 
 def test_published_stage_evaluates_a_hub_checkpoint(hub, tmp_path):
-    root = project(tmp_path, hub, published={"enabled": True, "checkpoints": {
+    root = project(tmp_path, hub, device="cpu", published={"enabled": True, "checkpoints": {
         "bert-unsup": {"id": REPO, "revision": "main"}}})
     raw = root / "data" / "raw"
     raw.mkdir(parents=True)

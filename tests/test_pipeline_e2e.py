@@ -216,7 +216,7 @@ def test_two_smoke_runs_give_byte_identical_reports_and_metrics(project, report_
 def test_killed_training_resumes_to_the_same_result(project, tmp_path):
     """SIGKILL the train stage after its first resumable checkpoint; the rerun resumes and ends identical."""
     args = ["-m", "stages.train", "--variant", "bert-unsup", "--tokens", "data/tokens/bert-unsup", "--models",
-            "data/models", "--out", str(tmp_path / "models"), "--live", str(tmp_path / "live"), "--resume",
+            "data/models/bert-unsup", "--out", str(tmp_path / "models"), "--live", str(tmp_path / "live"), "--resume",
             str(tmp_path / "ckpt")]
     from pipeline.smoke import smoke_env
 
@@ -253,14 +253,49 @@ def test_experiment_reruns_training_not_download_or_tokenize(project):
     ran = set(re.findall(r"Running stage '([^']+)'", log))
     skipped = set(re.findall(r"Stage '([^']+)' didn't change", log))
     assert {f"train@{v}" for v in VARIANTS} | {f"evaluate@{v}" for v in VARIANTS} | {"report"} <= ran
-    assert {"download", "fetch_model", "corpus", "triplets"} | {f"tokenize@{v}" for v in VARIANTS} <= skipped
-    assert not ran & {"download", "fetch_model"} and not any(s.startswith("tokenize@") for s in ran)
+    assert {"download", "corpus", "triplets"} | {f"{s}@{v}" for s in ("fetch_model", "tokenize") for v in VARIANTS} \
+        <= skipped
+    assert "download" not in ran and not any(s.startswith(("tokenize@", "fetch_model@")) for s in ran)
     shown = dvc(project, "exp", "show", "--csv", "--no-pager").stdout
     rows = list(csv.DictReader(io.StringIO(shown)))
     temps = {(r["Experiment"] or r["rev"]): r["temp"] for r in rows}
     assert "0.1" in temps.values() and "0.05" in temps.values()
     assert any(r["Experiment"] for r in rows)  # the experiment is listed by name
     assert "metrics/bert-unsup.json:korsts_test.avg" in rows[0]
+
+
+def changed_stages(project: Path, **changes) -> set[str]:
+    """Stages `dvc status` reports as changed after setting dotted params (params.yaml restored after)."""
+    import yaml
+
+    path = project / "params.yaml"
+    original = path.read_text(encoding="utf-8")
+    params = yaml.safe_load(original)
+    for dotted, value in changes.items():
+        node = params
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    try:
+        path.write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        return set(json.loads(dvc(project, "status", "--json").stdout))
+    finally:
+        path.write_text(original, encoding="utf-8")
+
+
+def test_the_graph_reruns_only_what_a_change_touches(project):
+    assert changed_stages(project) == set()
+    # one variant's base model: that variant's chain, the baseline (a new base model to evaluate) and the report
+    assert changed_stages(project, **{"variants__roberta-unsup__model": "sources/tiny-bert"}) == {
+        "validate", "fetch_model@roberta-unsup", "tokenize@roberta-unsup", "train@roberta-unsup", "baseline", "report"}
+    # training settings: training only (evaluate, package and report follow once the models change)
+    trains = {f"train@{v}" for v in VARIANTS}
+    assert changed_stages(project, recipe="simcse") == {"validate"} | trains
+    assert changed_stages(project, temp=0.1) == {"validate"} | trains
+    # evaluation settings: no download, fetch, tokenize or train
+    assert changed_stages(project, **{"bootstrap__resamples": 500}) == {
+        "validate", "baseline", "published", "report"} | {f"evaluate@{v}" for v in VARIANTS}
 
 
 def test_push_to_a_remote_and_pull_into_a_fresh_clone(project, tmp_path):
