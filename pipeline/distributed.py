@@ -95,3 +95,12 @@ def mean_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value / info.world
+
+
+def min_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The minimum of a (detached) tensor over processes."""
+    if not info.enabled:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return value

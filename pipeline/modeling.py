@@ -118,6 +118,57 @@ def check_model_folder(folder: Path | str) -> Path:
     return folder
 
 
+#: Checkpoint keys an encoder may leave unused: the pre-training heads (BERT's MLM + NSP ``cls.``,
+#: RoBERTa's MLM ``lm_head.``) and the pooler, which cls/mean/max pooling never reads.
+UNUSED_PREFIXES = ("cls.", "lm_head.", "pooler.")
+
+
+@contextmanager
+def _transformers_errors_only():
+    """Silence transformers' warnings (its load report) in the block: :func:`check_loading_info` judges instead."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def check_loading_info(folder: Path | str, info: dict, backbone: nn.Module) -> None:
+    """Stop with one line unless the checkpoint gave the backbone every encoder weight.
+
+    Hub checkpoints such as klue/bert-base (``BertForPreTraining``) and
+    klue/roberta-base (``RobertaForMaskedLM``) carry ``bert.``/``roberta.``-prefixed
+    keys (transformers strips the prefix), pre-training heads and, for RoBERTa,
+    no pooler. Allowed: unexpected head, pooler and buffer (``position_ids``) keys;
+    a missing pooler (the backbone then has a randomly initialised pooler, which
+    cls/mean/max pooling never uses) or buffer. Anything else means the weights
+    are not the encoder we think they are.
+
+    Args:
+        folder: the model folder (named in the error).
+        info: ``from_pretrained(..., output_loading_info=True)``'s second value.
+        backbone: the loaded model (its buffer names are allowed keys).
+    """
+    buffers = {name for name, _ in backbone.named_buffers()}
+
+    def buffer(key: str) -> bool:
+        return key in buffers or key.endswith("position_ids")
+
+    missing = sorted(k for k in info.get("missing_keys", ()) if not (k.startswith("pooler.") or buffer(k)))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if not (k.startswith(UNUSED_PREFIXES) or buffer(k)))
+    model_type = getattr(backbone.config, "model_type", "encoder")
+    for keys, problem, expected in (
+            (missing, "is missing from the checkpoint", f"every {model_type} encoder weight"),
+            (unexpected, "is in the checkpoint but not in the encoder",
+             "only encoder weights, MLM/NSP heads (cls., lm_head.), a pooler or position ids")):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise UserError(f"{folder}: weight '{keys[0]}' {problem}{more}; expected {expected}")
+
+
 def load_encoder(
     folder: Path | str,
     *,
@@ -130,7 +181,8 @@ def load_encoder(
 
     Args:
         folder: a local Hugging Face folder with safetensors weights (a folder with
-            only ``pytorch_model.bin`` is read through :func:`convert_pickle_weights`).
+            only ``pytorch_model.bin`` is read through :func:`convert_pickle_weights`);
+            a base model or a pre-training checkpoint, checked by :func:`check_loading_info`.
         pooler: see :func:`pool`.
         dropout: if given, the encoder's hidden and attention dropout (SimCSE's
             augmentation); ``None`` keeps the config's values.
@@ -160,14 +212,16 @@ def load_encoder(
                 if item.is_file() and item.name != PICKLE_WEIGHTS:
                     shutil.copy2(item, weights_dir / item.name)
             convert_pickle_weights(folder / PICKLE_WEIGHTS, weights_dir / SAFETENSORS)
-        backbone = AutoModel.from_pretrained(weights_dir, config=config, use_safetensors=True,
-                                             trust_remote_code=False)
+        with _transformers_errors_only():
+            backbone, info = AutoModel.from_pretrained(weights_dir, config=config, use_safetensors=True,
+                                                       trust_remote_code=False, output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{folder}: cannot load the model weights ({first})") from None
     finally:
         if weights_dir != folder:  # the converted copy is in memory now; a model-sized temp folder per call
             shutil.rmtree(weights_dir, ignore_errors=True)
+    check_loading_info(folder, info, backbone)
     tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
     # Pretrained poolers (BERT's NSP pooler) are kept in the saved folder but never
     # trained or used: freeze them so DDP sees no unused trainable parameters.

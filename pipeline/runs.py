@@ -8,20 +8,25 @@ seed, token cache, base model files, process count) is not trained again, so a
 stage killed after some seeds resumes at the next one, and one killed inside a
 seed resumes from that seed's last checkpoint. Only when every seed is done is
 ``out`` written (atomically) and the scratch area removed.
+
+Nothing after training may fail where it could have failed before: the folders
+written at the end are checked writable and the ``training.json`` record
+(all but the training results) is serialised before the first step; histories
+hold only finite numbers (see :func:`pipeline.train.train_seed`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
 from typing import Sequence
 
 from pipeline import distributed as D
-from pipeline.atomic import atomic_dir, write_json
+from pipeline.atomic import atomic_dir, dumps_json, write_json
 from pipeline.errors import UserError
-from pipeline.train import SELECTION, DevSet, TrainSettings, fingerprint, train_seed
+from pipeline.train import (SELECTION, DevSet, NonFiniteLoss, TrainSettings, nonfinite_marker, run_fingerprints,
+                            train_seed)
 
 
 def check_training_inputs(*, model: str, max_len: int, tokens: Path, models: Path) -> tuple[Path, dict, dict]:
@@ -51,6 +56,21 @@ def check_training_inputs(*, model: str, max_len: int, tokens: Path, models: Pat
                         "rerun the tokenize stage (dvc repro)")
     check_max_len("params.yaml", "max_len", max_len, model_position_limit(AutoConfig.from_pretrained(models)))
     return models, meta, base_record
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and write (then remove) a file in it, so a later write cannot fail there."""
+    import tempfile
+
+    expected = "expected a folder this process can write to"
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: exists and is not a folder; {expected}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"{folder}: not writable ({exc.strerror or type(exc).__name__}); {expected}") from None
 
 
 def train_variant(
@@ -110,14 +130,24 @@ def train_variant(
     if info.is_main:
         announce(device, f"train@{variant}")
     D.init(info, device.type)
+    if info.is_main:  # before any training: the places written at the end, and the record's fixed part
+        for folder in (resume, out.parent, live_dir):
+            check_writable(folder)
+    common = {
+        "variant": variant, "selection_metric": f"korsts_dev.{SELECTION[settings.recipe]}",
+        "base_model": {k: base_record.get(k) for k in ("model", "source", "revision", "commit", "pinned")},
+        "seeds": list(seeds), "processes": info.world, "device": str(device.type),
+        "environment": environment(), "data": meta["data_manifest"],
+    }
+    dumps_json({**common, "config": record_config})  # not JSON-serialisable: fail now, not after training
 
     live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) if info.is_main else None
     timings: dict = {}
     try:
         for seed in seeds:
             prefix = f"seed-{seed}"
-            fp = fingerprint({"settings": dataclasses.asdict(settings), "seed": seed, "tokens": meta,
-                              "base": base_record["files"], "world": info.world})
+            fp, resume_key = run_fingerprints(settings, seed=seed, tokens=meta, base=base_record["files"],
+                                              world=info.world)
             seed_dir = resume / prefix
             done = seed_dir / "done"
 
@@ -141,25 +171,29 @@ def train_variant(
                 continue
             if info.is_main:
                 shutil.rmtree(done, ignore_errors=True)
-            result = train_seed(settings, seed=seed, model_dir=model_dir, columns=columns, dev=dev,
-                                out_dir=done, state_path=seed_dir / "state.pt", fingerprint_value=fp,
-                                device=device, info=info, log=log if live else None,
-                                replay=replay if live else None)
+            try:
+                result = train_seed(settings, seed=seed, model_dir=model_dir, columns=columns, dev=dev,
+                                    out_dir=done, state_path=seed_dir / "state.pt", fingerprint_value=fp,
+                                    device=device, info=info, log=log if live else None,
+                                    replay=replay if live else None, resume_key=resume_key)
+            except NonFiniteLoss as exc:
+                raise UserError(f"variant {variant}, {exc}") from None
             record = {
-                "variant": variant, "seed": seed, "fingerprint": fp,
-                "config": {**record_config, "seed": seed},
-                "base_model": {k: base_record.get(k) for k in ("model", "source", "revision", "commit", "pinned")},
-                "selected_step": result.selected_step, "selection_metric": f"korsts_dev.{SELECTION[settings.recipe]}",
-                "best_dev": result.best_dev, "total_steps": result.total_steps, "dev_history": result.dev_history,
-                "seeds": list(seeds), "processes": info.world, "device": str(device.type),
-                "environment": environment(), "data": meta["data_manifest"],
+                **common, "seed": seed, "fingerprint": fp, "config": {**record_config, "seed": seed},
+                "selected_step": result.selected_step, "best_dev": result.best_dev,
+                "total_steps": result.total_steps, "dev_history": result.dev_history,
             }
+            if result.setting_changes:  # resumed from a state kept after a non-finite loss
+                record["resumed_with_changed_settings"] = result.setting_changes
+            if result.no_finite_dev:
+                record["selection_fallback"] = "no finite KorSTS dev score at any evaluation: the last step is kept"
             # operational facts (time, resumption) stay out of the model folder, which must be reproducible
             timings[seed] = {"wall_seconds": round(result.wall_seconds, 2), "resumed_from_step": result.resumed_from}
             if info.is_main:
                 write_json(seed_dir / "history.json", [[step, values] for step, values in result.history])
                 write_json(record_path, record)
                 (seed_dir / "state.pt").unlink(missing_ok=True)
+                nonfinite_marker(seed_dir / "state.pt").unlink(missing_ok=True)
             print(f"seed {seed}: selected step {result.selected_step}/{result.total_steps}, "
                   f"dev {result.best_dev}", flush=True)
     finally:

@@ -1,7 +1,7 @@
 """Contrastive training (SimCSE), unsupervised or with NLI hard negatives.
 
 Read top to bottom: the optimizer and the two schedules, dev scoring, the
-resumable state, then :func:`train_seed`, the loop itself.
+resumable state, the non-finite loss watch, then :func:`train_seed`, the loop itself.
 
 Two recipes (param ``recipe``):
     ``card``   what the card's training code really did: no MLP head (its type
@@ -15,14 +15,15 @@ Two recipes (param ``recipe``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import random
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,9 +33,11 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from pipeline import distributed as D
+from pipeline.atomic import write_json
+from pipeline.errors import UserError
 from pipeline.loss import simcse_loss
 from pipeline.modeling import SentenceEncoder, collate, encode_ids, load_encoder, pad_token_id, save_model
-from pipeline.tokens import TokenColumn
+from pipeline.tokens import TokenColumn, content_key
 
 #: Parameter-name fragments excluded from weight decay (the card's ``no_decay``).
 NO_DECAY = ("bias", "LayerNorm.weight")
@@ -87,17 +90,52 @@ class DevSet:
         return cls(c1.rows(range(len(c1))), c2.rows(range(len(c2))), np.load(folder / "dev.scores.npy"))
 
 
+@contextmanager
+def full_fp32():
+    """Within the block, CUDA float32 matrix products and convolutions run in full fp32 (TF32 off).
+
+    Training enables TF32 for speed; model selection compares dev scores that
+    differ in the second decimal, and the card scored dev in plain fp32. The
+    previous settings are restored on exit (also after an error).
+    """
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (matmul.allow_tf32, cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    matmul.allow_tf32 = False
+    cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        # matmul.allow_tf32 and the matmul precision are one setting seen twice: the precision goes last
+        matmul.allow_tf32, cudnn.allow_tf32 = saved[0], saved[1]
+        torch.set_float32_matmul_precision(saved[2])
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def dev_scores(encoder: SentenceEncoder, dev: DevSet, *, pad_id: int, batch_size: int,
-               device: torch.device, autocast_dtype) -> dict[str, float]:
-    """Cosine Pearson and Spearman (x100) of the current encoder on the dev pairs."""
-    emb = encode_ids(encoder, dev.ids1 + dev.ids2, pad_id=pad_id, batch_size=batch_size, device=device,
-                     autocast_dtype=autocast_dtype).astype(np.float64)
+               device: torch.device) -> dict[str, float | None]:
+    """Cosine Pearson and Spearman (x100) of the current encoder on the dev pairs.
+
+    Always fp32 with TF32 off, whatever the training precision (the card selected
+    its checkpoint on fp32 scores; ~3,000 sentences cost little). A score that is
+    not finite (constant or non-finite embeddings) is ``None``, so it is never
+    selected and always writes to JSON.
+    """
+    with full_fp32():
+        emb = encode_ids(encoder, dev.ids1 + dev.ids2, pad_id=pad_id, batch_size=batch_size, device=device,
+                         autocast_dtype=None).astype(np.float64)
     a, b = emb[: len(dev.ids1)], emb[len(dev.ids1):]
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return {
-        "cosine_pearson": float(stats.pearsonr(dev.gold, cos).statistic) * 100,
-        "cosine_spearman": float(stats.spearmanr(dev.gold, cos).statistic) * 100,
-    }
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        # constant or non-finite input: scipy warns and returns nan, which is handled below
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        pearson = float(stats.pearsonr(dev.gold, cos).statistic) * 100
+        spearman = float(stats.spearmanr(dev.gold, cos).statistic) * 100
+    return {"cosine_pearson": _finite_or_none(pearson), "cosine_spearman": _finite_or_none(spearman)}
 
 
 # --- batches ----------------------------------------------------------------------
@@ -150,14 +188,136 @@ def seed_everything(seed: int) -> None:
 
 
 def fingerprint(obj: dict) -> str:
-    """Stable hash of the settings and inputs a checkpoint is only valid for."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Stable hash of the settings and inputs a checkpoint is only valid for (see :func:`content_key`)."""
+    return content_key(obj)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+#: Settings that may differ when resuming a state kept by a run stopped on a non-finite loss:
+#: they change neither the batch order nor the model's shape, so the saved weights, optimizer
+#: moments and data position still apply (a new lr rescales the schedule, see
+#: :func:`_apply_changed_settings`). Any other change starts training over.
+NONFINITE_RESUMABLE = ("lr", "precision", "temp", "weight_decay", "hard_negative_weight")
+
+
+def run_fingerprints(settings: "TrainSettings", **inputs) -> tuple[str, str]:
+    """(fingerprint, resume key) of one training run.
+
+    The fingerprint covers every setting and input (``inputs``: seed, token cache,
+    base model files, process count): an interrupted run resumes only under it. The
+    resume key leaves out :data:`NONFINITE_RESUMABLE`, so a state kept after a
+    non-finite loss also resumes once those are changed.
+    """
+    full = asdict(settings)
+    kept = {k: v for k, v in full.items() if k not in NONFINITE_RESUMABLE}
+    return fingerprint({"settings": full, **inputs}), fingerprint({"settings": kept, **inputs})
+
+
+def nonfinite_marker(state_path: Path) -> Path:
+    """Beside the resumable state: which checkpoint a run stopped on a non-finite loss kept, and why."""
+    return state_path.with_name(f"{state_path.stem}.nonfinite.json")
+
+
+def _read_state(state_path: Path, *, fingerprint_value: str, resume_key: str | None, settings: "TrainSettings",
+                announce: bool) -> tuple[dict | None, dict | None]:
+    """The resumable state this run may continue, and the settings it changes (``None`` if none).
+
+    Same fingerprint: an interrupted run, resumed as it was. Same resume key and a
+    :func:`nonfinite_marker` naming this very state: resumed with the changed
+    :data:`NONFINITE_RESUMABLE` settings, returned as ``{"from_step", "nonfinite_step",
+    "changed": {name: {"before", "after"}}}``. Anything else is ignored.
+    """
+    if not state_path.is_file():
+        return None, None
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") == fingerprint_value:
+        return state, None
+    marker = nonfinite_marker(state_path)
+    stopped = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+    if resume_key is not None and state.get("resume_key") == resume_key and \
+            stopped.get("fingerprint") == state["fingerprint"] and stopped.get("checkpoint_step") == state["step"]:
+        now = asdict(settings)
+        changed = {k: {"before": state["settings"][k], "after": now[k]} for k in NONFINITE_RESUMABLE
+                   if state["settings"][k] != now[k]}
+        return state, {"from_step": state["step"], "nonfinite_step": stopped["nonfinite_step"], "changed": changed}
+    if announce:
+        print(f"ignoring {state_path}: made with other settings or inputs", flush=True)
+    return None, None
+
+
+def _apply_changed_settings(optimizer: torch.optim.Optimizer, scheduler, settings: "TrainSettings",
+                            before: dict) -> None:
+    """Move a restored optimizer and schedule to the new lr and weight decay (the state holds the old ones)."""
+    ratio = settings.lr / before["lr"]
+    for group in optimizer.param_groups:
+        group["lr"] *= ratio  # both schedules are proportional to the base lr: scaling is exact
+        group["initial_lr"] = settings.lr
+    optimizer.param_groups[0]["weight_decay"] = settings.weight_decay  # group 0 decays (make_optimizer)
+    scheduler.base_lrs = [settings.lr] * len(optimizer.param_groups)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports next
+
+
+# --- non-finite loss --------------------------------------------------------------
+
+class NonFiniteLoss(UserError):
+    """Training stopped: the loss at ``step`` was not finite (the message says which checkpoint is kept)."""
+
+    def __init__(self, message: str, *, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+class LossWatch:
+    """The first step whose loss was not finite, tracked on the loss's device.
+
+    Checking ``isfinite`` on the host every step would be a host sync per step
+    (the GPU queue drains before the next batch is queued). Instead each step
+    folds its loss into two device scalars with ``torch.where`` (no sync), and
+    :meth:`first` reads them where the loop syncs anyway: logging, dev scoring,
+    checkpoints and the last step. A bad step is therefore noticed within
+    ``log_steps`` steps, always before the next checkpoint is written (so none
+    holds non-finite weights), and the step reported is the first bad one, not
+    the one where it was noticed. CPU runs use the same path.
+    """
+
+    NEVER = torch.iinfo(torch.int64).max
+
+    def __init__(self, device: torch.device):
+        self.step = torch.full((), self.NEVER, dtype=torch.int64, device=device)
+        self.loss = torch.zeros((), dtype=torch.float32, device=device)
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        """Note ``loss`` (a scalar on the device) as the loss of ``step`` (1-based)."""
+        loss = loss.detach().float()
+        first = (self.step == self.NEVER) & ~torch.isfinite(loss)
+        self.step = torch.where(first, step, self.step)
+        self.loss = torch.where(first, loss, self.loss)
+
+    def first(self, info: D.DistInfo) -> tuple[int, float | None] | None:
+        """(step, loss) of the earliest non-finite loss on any process, or None. One host sync; collective."""
+        earliest = int(D.min_across(self.step, info))
+        if earliest == self.NEVER:
+            return None
+        return earliest, float(self.loss) if int(self.step) == earliest else None
+
+
+def _nonfinite_error(*, seed: int, step: int, loss: float | None, total_steps: int, state_path: Path,
+                     checkpoint_step: int | None, checkpoint_steps: int) -> NonFiniteLoss:
+    value = "" if loss is None else f" ({loss})"
+    change = ", ".join(NONFINITE_RESUMABLE[:-1]) + f" or {NONFINITE_RESUMABLE[-1]}"
+    if checkpoint_step is None:
+        kept = (f"no checkpoint of this run yet (one every checkpoint_steps = {checkpoint_steps}): change {change} "
+                "and rerun (training starts over)")
+    else:
+        kept = f"the checkpoint of step {checkpoint_step} is kept in {state_path}: change {change} and rerun to " \
+               "resume from it"
+    return NonFiniteLoss(f"seed {seed}: non-finite training loss{value} at step {step} of {total_steps}; {kept}",
+                         step=step)
 
 
 # --- one batch --------------------------------------------------------------------
@@ -231,7 +391,7 @@ class TrainSettings:
     weight_decay: float
     hard_negative_weight: float
     max_len: int
-    precision: str = "bf16"
+    precision: str = "fp16"  # the card's --amp: fp16 autocast + GradScaler (CUDA only; CPU runs fp32)
     checkpoint_steps: int = 500
     log_steps: int = 10
     eval_batch_size: int = 256
@@ -242,12 +402,16 @@ class TrainSettings:
 @dataclass
 class TrainResult:
     selected_step: int
-    best_dev: dict[str, float]
+    best_dev: dict[str, float | None]
     total_steps: int
     dev_history: list[dict] = field(default_factory=list)
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     resumed_from: int = 0
     wall_seconds: float = 0.0
+    #: each resumption from a state kept after a non-finite loss, with the settings it changed
+    setting_changes: list[dict] = field(default_factory=list)
+    #: no dev evaluation gave a finite selection score: the last step was kept
+    no_finite_dev: bool = False
 
 
 def autocast_dtype(precision: str, device: torch.device):
@@ -255,6 +419,10 @@ def autocast_dtype(precision: str, device: torch.device):
     if device.type != "cuda" or precision == "fp32":
         return None
     return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def _describe_changes(changes: dict) -> str:
+    return ", ".join(f"{k} {v['before']} -> {v['after']}" for k, v in changes["changed"].items())
 
 
 def train_seed(
@@ -272,6 +440,7 @@ def train_seed(
     log: Callable[[int, dict[str, float]], None] | None = None,
     replay: Callable[[list[tuple[int, dict[str, float]]]], None] | None = None,
     progress: bool = True,
+    resume_key: str | None = None,
 ) -> TrainResult:
     """Train one seed and save the selected checkpoint to ``out_dir``.
 
@@ -289,9 +458,15 @@ def train_seed(
         info: process rank and count (DDP).
         log: called with (step, {name: value}) on the main process for logging.
         replay: called once with the logged history when resuming (to rebuild logs).
+        resume_key: from :func:`run_fingerprints`; lets a state kept after a
+            non-finite loss resume with changed :data:`NONFINITE_RESUMABLE` settings.
 
     Returns:
         :class:`TrainResult` (selected step, its dev scores, history).
+
+    Raises:
+        NonFiniteLoss: a step's loss was not finite. Training stops; the last
+            checkpoint (written before that step) is kept for a rerun to resume.
     """
     start_time = time.perf_counter()
     seed_everything(seed)
@@ -325,50 +500,86 @@ def train_seed(
     step = 0
     best_score = -math.inf
     best_step = 0
-    best_dev: dict[str, float] = {}
+    best_dev: dict[str, float | None] = {}
     best_state: dict[str, torch.Tensor] | None = None
     dev_history: list[dict] = []
     history: list[tuple[int, dict[str, float]]] = []
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
     resumed_from = 0
+    setting_changes: list[dict] = []
+    on_disk: tuple[int, str] | None = None  # (step, fingerprint) of the state file this run may resume from
 
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") == fingerprint_value:
-            encoder.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            step, best_score, best_step = state["step"], state["best_score"], state["best_step"]
-            best_dev, dev_history, history = state["best_dev"], state["dev_history"], state["history"]
-            best_state = state["best_state"]
-            loss_sum = state["loss_sum"].to(device)
-            loss_count = state["loss_count"]
-            _set_rng_state(state["rng"])
-            resumed_from = step
-            if info.is_main:
-                print(f"resuming seed {seed} from step {step}/{total_steps} ({state_path})", flush=True)
-            if replay is not None and info.is_main:
-                replay(history)
-        elif info.is_main:
-            print(f"ignoring {state_path}: made with other settings or inputs", flush=True)
+    state, changed = _read_state(state_path, fingerprint_value=fingerprint_value, resume_key=resume_key,
+                                 settings=settings, announce=info.is_main)
+    if state is not None:
+        encoder.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        step, best_score, best_step = state["step"], state["best_score"], state["best_step"]
+        best_dev, dev_history, history = state["best_dev"], state["dev_history"], state["history"]
+        best_state = state["best_state"]
+        loss_sum = state["loss_sum"].to(device)
+        loss_count = state["loss_count"]
+        _set_rng_state(state["rng"])
+        resumed_from = step
+        on_disk = (step, state["fingerprint"])
+        setting_changes = list(state.get("setting_changes", []))
+        if changed is not None:
+            _apply_changed_settings(optimizer, scheduler, settings, state["settings"])
+            setting_changes.append(changed)
+        if info.is_main:
+            note = f" with changed settings ({_describe_changes(changed)})" if changed else ""
+            print(f"resuming seed {seed} from step {step}/{total_steps} ({state_path}){note}", flush=True)
+        if replay is not None and info.is_main:
+            replay(history)
 
-    def record(at: int, values: dict[str, float]) -> None:
+    def record(at: int, values: dict[str, float | None]) -> None:
+        # only finite numbers reach the history and dvclive: both end up in JSON (allow_nan=False)
+        values = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+        if not values:
+            return
         history.append((at, values))
         if log is not None and info.is_main:
             log(at, values)
 
     def evaluate_dev(at: int) -> None:
         nonlocal best_score, best_step, best_dev, best_state
-        scores = dev_scores(encoder, dev, pad_id=pad_id, batch_size=settings.eval_batch_size, device=device,
-                            autocast_dtype=amp_dtype)
+        # fp32, TF32 off, whatever the training precision (the card selected on fp32 scores)
+        scores = dev_scores(encoder, dev, pad_id=pad_id, batch_size=settings.eval_batch_size, device=device)
         dev_history.append({"step": at, **scores})
         record(at, {f"dev/{k}": v for k, v in scores.items()})
-        if scores[selection] > best_score:  # strictly better, as the card's code
-            best_score, best_step, best_dev = scores[selection], at, scores
+        score = scores[selection]
+        if score is not None and score > best_score:  # strictly better, as the card's code; None never wins
+            best_score, best_step, best_dev = score, at, scores
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in encoder.backbone.state_dict().items()}
+
+    def save_state() -> None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_torch_save({
+            "fingerprint": fingerprint_value, "resume_key": resume_key, "settings": asdict(settings),
+            "step": step, "model": encoder.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "rng": _rng_state(), "best_score": best_score, "best_step": best_step, "best_dev": best_dev,
+            "best_state": best_state, "dev_history": dev_history, "history": history,
+            "loss_sum": loss_sum.detach().cpu(), "loss_count": loss_count, "setting_changes": setting_changes,
+        }, state_path)
+
+    watch = LossWatch(device)
+
+    def stop_if_nonfinite() -> None:
+        found = watch.first(info)
+        if found is None:
+            return
+        if on_disk is not None and info.is_main:  # lets a rerun with changed settings resume this state
+            write_json(nonfinite_marker(state_path), {"checkpoint_step": on_disk[0], "fingerprint": on_disk[1],
+                                                      "nonfinite_step": found[0]})
+        raise _nonfinite_error(seed=seed, step=found[0], loss=found[1], total_steps=total_steps,
+                               state_path=state_path, checkpoint_step=on_disk[0] if on_disk else None,
+                               checkpoint_steps=settings.checkpoint_steps)
 
     orders: dict[int, np.ndarray] = {}
 
@@ -387,60 +598,69 @@ def train_seed(
     encoder.train()
     bar = tqdm(total=total_steps, initial=step, desc=f"train seed {seed}", unit="step",
                disable=not (progress and info.is_main))
-    while step < total_steps:
-        if upcoming is not None:
-            batch = upcoming.result()
-            upcoming = prefetch.submit(batch_at, step + 1) if step + 1 < total_steps else None
-        else:
-            batch = batch_at(step)
-        lr_now = scheduler.get_last_lr()[0]
-        loss = batch_loss(forward, batch, temp=settings.temp, hard_negative_weight=settings.hard_negative_weight,
-                          info=info, device=device, amp_dtype=amp_dtype)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        step += 1
-        loss_sum += loss.detach()
-        loss_count += 1
-        values = {"train/lr": lr_now}
-        if step % settings.log_steps == 0 or step == total_steps:
-            # the only host sync of a training step, and only on logging steps
-            mean_loss = float(D.mean_across(loss_sum / loss_count, info))
-            values["train/loss"] = mean_loss
-            loss_sum.zero_()
-            loss_count = 0
-            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr_now:.2e}")
-        record(step, values)
-        if step % settings.eval_steps == 0 or step == total_steps:
-            evaluate_dev(step)
-            encoder.train()
-        bar.update(1)
-        if step % settings.checkpoint_steps == 0 and step < total_steps and info.is_main:
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_torch_save({
-                "fingerprint": fingerprint_value, "step": step, "model": encoder.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else {},
-                "rng": _rng_state(), "best_score": best_score, "best_step": best_step, "best_dev": best_dev,
-                "best_state": best_state, "dev_history": dev_history, "history": history,
-                "loss_sum": loss_sum.detach().cpu(), "loss_count": loss_count,
-            }, state_path)
-        if step % settings.checkpoint_steps == 0:
-            D.barrier(info)
-    bar.close()
-    if prefetch is not None:
-        prefetch.shutdown()
+    try:
+        while step < total_steps:
+            if upcoming is not None:
+                batch = upcoming.result()
+                upcoming = prefetch.submit(batch_at, step + 1) if step + 1 < total_steps else None
+            else:
+                batch = batch_at(step)
+            lr_now = scheduler.get_last_lr()[0]
+            loss = batch_loss(forward, batch, temp=settings.temp, hard_negative_weight=settings.hard_negative_weight,
+                              info=info, device=device, amp_dtype=amp_dtype)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            loss_sum += loss.detach()
+            loss_count += 1
+            watch.update(loss, step)
+            at_log = step % settings.log_steps == 0 or step == total_steps
+            at_eval = step % settings.eval_steps == 0 or step == total_steps
+            at_checkpoint = step % settings.checkpoint_steps == 0
+            if at_log or at_eval or at_checkpoint:
+                stop_if_nonfinite()  # where the loop syncs anyway, and before any checkpoint is written
+            values = {"train/lr": lr_now}
+            if at_log:
+                # the only host sync of a training step, and only on logging steps
+                mean_loss = float(D.mean_across(loss_sum / loss_count, info))
+                values["train/loss"] = mean_loss
+                loss_sum.zero_()
+                loss_count = 0
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr_now:.2e}")
+            record(step, values)
+            if at_eval:
+                evaluate_dev(step)
+                encoder.train()
+            bar.update(1)
+            if at_checkpoint and step < total_steps and info.is_main:
+                save_state()
+                on_disk = (step, fingerprint_value)
+            if at_checkpoint:
+                D.barrier(info)
+    finally:
+        bar.close()
+        if prefetch is not None:
+            prefetch.shutdown()
 
+    no_finite_dev = best_state is None
+    if no_finite_dev:  # no evaluation gave a finite score: keep the last step rather than fail after training
+        best_step, best_dev = step, {}
+        if info.is_main:
+            print(f"warning: seed {seed}: no finite KorSTS dev {selection} at any evaluation; keeping the last "
+                  f"step ({step})", flush=True)
     if info.is_main:
-        encoder.backbone.load_state_dict(best_state)
+        if best_state is not None:
+            encoder.backbone.load_state_dict(best_state)
         save_model(encoder, tokenizer, out_dir, max_len=settings.max_len)
     D.barrier(info)
     return TrainResult(selected_step=best_step, best_dev=best_dev, total_steps=total_steps,
                        dev_history=dev_history, history=history, resumed_from=resumed_from,
-                       wall_seconds=time.perf_counter() - start_time)
+                       wall_seconds=time.perf_counter() - start_time, setting_changes=setting_changes,
+                       no_finite_dev=no_finite_dev)

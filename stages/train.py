@@ -6,8 +6,10 @@
 Writes models/<variant>/seed-<s>/ (Hugging Face + sentence-transformers folder
 and training.json) and dvclive/<variant>/ (loss, learning rate and dev scores
 per step). A resumable state is kept under --resume every `checkpoint_steps`;
-rerunning after a kill resumes from it. With `nproc` > 1 the stage relaunches
-itself under torchrun (DDP, negatives gathered across processes).
+rerunning after a kill resumes from it. A non-finite loss stops the stage (exit
+code 2, one line) and keeps that state, which a rerun resumes after a change of
+lr/precision/temp/weight_decay/hard_negative_weight. With `nproc` > 1 the stage
+relaunches itself under torchrun (DDP, negatives gathered across processes).
 """
 
 from __future__ import annotations

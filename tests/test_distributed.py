@@ -78,3 +78,24 @@ def test_two_processes_equal_one_process_on_the_global_batch(tiny, tmp_path, sup
 def test_gather_is_identity_on_one_process():
     x = torch.randn(3, 4, requires_grad=True)
     assert D.gather_with_grad(x, D.DistInfo()) is x
+
+
+def _watch_worker(rank: int, world: int, port: int, out: str) -> None:
+    from pipeline.train import LossWatch
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    watch = LossWatch(torch.device("cpu"))
+    bad = {0: 5, 1: 3}[rank]  # each process's first non-finite loss
+    for step in range(1, 7):
+        watch.update(torch.tensor(float("inf") if step >= bad else 1.0), step)
+    torch.save({"first": watch.first(D.DistInfo(rank=rank, world=world))}, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_the_first_non_finite_loss_is_agreed_across_processes(tmp_path):
+    """Every process stops at the same, earliest bad step (else one would wait forever in a collective)."""
+    out = tmp_path / "watch"
+    mp.spawn(_watch_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    firsts = [torch.load(f"{out}.{rank}", weights_only=True)["first"] for rank in (0, 1)]
+    assert firsts == [(3, None), (3, float("inf"))]  # the loss value is known where it happened

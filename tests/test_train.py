@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +16,10 @@ from pipeline.loss import simcse_loss
 from pipeline.modeling import collate, load_encoder
 from pipeline.tiny import build_tiny_model
 from pipeline.tokens import TokenColumn, tokenize_to_arrays, write_column
-from pipeline.train import (DevSet, TrainSettings, batch_indices, epoch_order, make_optimizer, make_scheduler,
-                            steps_per_epoch, train_seed)
+from pipeline.atomic import dumps_json
+from pipeline.train import (DevSet, LossWatch, NonFiniteLoss, TrainSettings, batch_indices, epoch_order,
+                            make_optimizer, make_scheduler, nonfinite_marker, run_fingerprints, steps_per_epoch,
+                            train_seed)
 
 SENTENCES = [f"{city}에서 {n}번째 {thing}을 보았다." for city in ("서울", "부산", "대구", "광주", "인천")
              for n in range(1, 9) for thing in ("사람", "나무", "기차")]
@@ -140,8 +144,7 @@ def test_short_training_run_saves_the_selected_checkpoint(tiny, tmp_path):
     from pipeline.train import dev_scores
 
     saved, _ = load_encoder(tmp_path / "out", pooler="mean")
-    rescored = dev_scores(saved, dev, pad_id=tokenizer.pad_token_id, batch_size=64, device=torch.device("cpu"),
-                          autocast_dtype=None)
+    rescored = dev_scores(saved, dev, pad_id=tokenizer.pad_token_id, batch_size=64, device=torch.device("cpu"))
     assert rescored["cosine_spearman"] == pytest.approx(best["cosine_spearman"], abs=1e-6)
 
 
@@ -162,3 +165,187 @@ def test_resuming_from_a_checkpoint_ends_identical(tiny, tmp_path):
     # a state made with other settings is ignored, not resumed
     fresh = train_seed(**common, out_dir=tmp_path / "c", fingerprint_value="other")
     assert fresh.resumed_from == 0
+
+
+# --- fp32 model selection ---------------------------------------------------------
+
+def _tf32_flags() -> tuple:
+    return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+            torch.get_float32_matmul_precision())
+
+
+@pytest.fixture
+def tf32_on():
+    """TF32 switched on as training on CUDA does; the previous flags are put back afterwards."""
+    saved = _tf32_flags()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("high")
+    yield (True, True, "high")
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+    torch.set_float32_matmul_precision(saved[2])
+
+
+def test_full_fp32_turns_tf32_off_and_restores_it(tf32_on):
+    from pipeline.train import full_fp32
+
+    with full_fp32():
+        assert _tf32_flags() == (False, False, "highest")
+    assert _tf32_flags() == tf32_on
+    with pytest.raises(RuntimeError, match="boom"), full_fp32():
+        raise RuntimeError("boom")
+    assert _tf32_flags() == tf32_on
+    torch.set_float32_matmul_precision("medium")  # any previous setting comes back, not a fixed one
+    with full_fp32():
+        assert torch.get_float32_matmul_precision() == "highest"
+    assert torch.get_float32_matmul_precision() == "medium"
+
+
+@pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_dev_scoring_runs_in_fp32_whatever_the_training_precision(tiny, tmp_path, monkeypatch, tf32_on, precision):
+    """CPU shows no autocast numerics, so a spy checks what dev scoring asks for: no autocast, TF32 off."""
+    import pipeline.train as T
+
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    monkeypatch.setattr(T, "autocast_dtype", lambda p, d: amp)  # training autocasts here, as it does on CUDA
+    seen = []
+    real = T.encode_ids
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("autocast_dtype"), _tf32_flags()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "encode_ids", spy)
+    result = train_seed(_settings(precision=precision), seed=1, model_dir=tiny, columns=columns, dev=dev,
+                        out_dir=tmp_path / "out", state_path=tmp_path / "state.pt", fingerprint_value="f",
+                        device=torch.device("cpu"), progress=False)
+    assert len(seen) == len(result.dev_history) == 3
+    assert all(dtype is None and flags == (False, False, "highest") for dtype, flags in seen)
+    assert _tf32_flags() == tf32_on  # training's own settings are back after each evaluation
+
+
+# --- non-finite dev scores --------------------------------------------------------
+
+def _dev_embeddings(monkeypatch, bad: dict[int, str]) -> None:
+    """Make the n-th dev encoding (1-based) return constant (``const``) or NaN (``nan``) embeddings."""
+    import pipeline.train as T
+
+    real, calls = T.encode_ids, []
+
+    def patched(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        kind = bad.get(len(calls))
+        return out if kind is None else np.ones_like(out) if kind == "const" else np.full_like(out, np.nan)
+
+    monkeypatch.setattr(T, "encode_ids", patched)
+
+
+def test_non_finite_dev_scores_are_null_and_never_selected(tiny, tmp_path, monkeypatch):
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    _dev_embeddings(monkeypatch, {1: "const", 2: "nan"})  # steps 3 and 6; step 8 scores normally
+    result = train_seed(_settings(), seed=1, model_dir=tiny, columns=columns, dev=dev, out_dir=tmp_path / "out",
+                        state_path=tmp_path / "state.pt", fingerprint_value="f", device=torch.device("cpu"),
+                        progress=False)
+    assert result.dev_history[:2] == [{"step": 3, "cosine_pearson": None, "cosine_spearman": None},
+                                      {"step": 6, "cosine_pearson": None, "cosine_spearman": None}]
+    last = result.dev_history[2]
+    assert last["step"] == 8 and all(isinstance(last[k], float) for k in ("cosine_pearson", "cosine_spearman"))
+    assert result.selected_step == 8 and result.best_dev == {k: v for k, v in last.items() if k != "step"}
+    assert not result.no_finite_dev
+    assert not any(k.startswith("dev/") for step, values in result.history if step in (3, 6) for k in values)
+    dumps_json({"dev": result.dev_history, "history": result.history})  # allow_nan=False: no NaN anywhere
+
+
+def test_no_finite_dev_score_keeps_the_last_step(tiny, tmp_path, monkeypatch):
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    common = dict(seed=1, model_dir=tiny, columns=columns, dev=dev, state_path=tmp_path / "state.pt",
+                  fingerprint_value="f", device=torch.device("cpu"), progress=False)
+    # reference: scored only at the end, so the saved model is the last step's weights
+    last_only = train_seed(_settings(eval_steps=100), out_dir=tmp_path / "last", **common)
+    assert last_only.selected_step == 8
+    _dev_embeddings(monkeypatch, {1: "nan", 2: "nan", 3: "nan"})
+    result = train_seed(_settings(), out_dir=tmp_path / "out", **common)
+    assert result.no_finite_dev and result.selected_step == result.total_steps == 8 and result.best_dev == {}
+    assert [h["cosine_spearman"] for h in result.dev_history] == [None, None, None]
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == \
+        (tmp_path / "last" / "model.safetensors").read_bytes()
+
+
+# --- non-finite loss --------------------------------------------------------------
+
+def test_loss_watch_reports_the_first_non_finite_step():
+    watch = LossWatch(torch.device("cpu"))
+    for step, value in enumerate([1.0, 2.0, 0.5], start=1):
+        watch.update(torch.tensor(value), step)
+    assert watch.first(D.DistInfo()) is None
+    for step, value in enumerate([float("inf"), float("nan"), 3.0], start=4):
+        watch.update(torch.tensor(value, requires_grad=True) * 1, step)
+    assert watch.first(D.DistInfo()) == (4, float("inf"))
+
+
+def nan_loss_at(monkeypatch, bad_step: int) -> None:
+    """Make the loss of training step ``bad_step`` (1-based) NaN, keeping its graph (so the weights go NaN too)."""
+    import pipeline.train as T
+
+    real, calls = T.batch_loss, []
+
+    def patched(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == bad_step else loss
+
+    monkeypatch.setattr(T, "batch_loss", patched)
+
+
+def test_non_finite_loss_stops_and_a_changed_lr_resumes_from_the_last_checkpoint(tiny, tmp_path, monkeypatch):
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    state_path = tmp_path / "state.pt"
+    # checkpoints at 4 and 8, loss read at 5 and 8: the NaN of step 6 is noticed at step 8, before its checkpoint
+    settings = _settings(recipe="card", checkpoint_steps=4, log_steps=5, eval_steps=5)
+    inputs = dict(seed=2, tokens="t")
+    fp, key = run_fingerprints(settings, **inputs)
+    common = dict(seed=2, model_dir=tiny, columns=columns, dev=dev, state_path=state_path,
+                  device=torch.device("cpu"), progress=False)
+    nan_loss_at(monkeypatch, 6)
+    with pytest.raises(NonFiniteLoss) as caught:
+        train_seed(settings, out_dir=tmp_path / "a", fingerprint_value=fp, resume_key=key, **common)
+    message = str(caught.value)
+    assert caught.value.step == 6 and "\n" not in message
+    assert message.startswith("seed 2: non-finite training loss (nan) at step 6 of 8; the checkpoint of step 4 "
+                              f"is kept in {state_path}: change lr, precision")
+    assert not (tmp_path / "a").exists()
+    state = torch.load(state_path, weights_only=True)
+    assert state["step"] == 4 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert json.loads(nonfinite_marker(state_path).read_text()) == \
+        {"checkpoint_step": 4, "fingerprint": fp, "nonfinite_step": 6}
+    monkeypatch.undo()
+
+    # a change outside NONFINITE_RESUMABLE (dropout) starts over, even from a state marked as stopped
+    other = _settings(recipe="card", checkpoint_steps=4, log_steps=5, eval_steps=5, dropout=0.2)
+    fp_other, key_other = run_fingerprints(other, **inputs)
+    assert key_other != key
+    copy = tmp_path / "copy.pt"
+    shutil.copy(state_path, copy)
+    shutil.copy(nonfinite_marker(state_path), nonfinite_marker(copy))
+    ignored = train_seed(other, out_dir=tmp_path / "b", fingerprint_value=fp_other, resume_key=key_other,
+                         **{**common, "state_path": copy})
+    assert ignored.resumed_from == 0
+
+    # half the learning rate: resumes from step 4 with the schedule rescaled
+    lower = _settings(recipe="card", checkpoint_steps=4, log_steps=5, eval_steps=5, lr=5e-4)
+    fp2, key2 = run_fingerprints(lower, **inputs)
+    assert key2 == key and fp2 != fp
+    resumed = train_seed(lower, out_dir=tmp_path / "c", fingerprint_value=fp2, resume_key=key2, **common)
+    assert resumed.resumed_from == 4
+    assert resumed.setting_changes == [{"from_step": 4, "nonfinite_step": 6,
+                                        "changed": {"lr": {"before": 1e-3, "after": 5e-4}}}]
+    lrs_logged = [values["train/lr"] for _, values in resumed.history if "train/lr" in values]
+    assert lrs_logged == pytest.approx([1e-3, 0, 1e-3, 0, 5e-4, 0, 5e-4, 0], abs=1e-12)
+    assert (tmp_path / "c" / "model.safetensors").is_file()
