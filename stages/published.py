@@ -32,6 +32,18 @@ def read_params(params: Params) -> dict:
             "bootstrap": bootstrap, "max_len": check_max_len(src, "max_len", params.get("max_len"))}
 
 
+def resolve_all(checkpoints: dict) -> None:
+    """Resolve every checkpoint's revision on the hub before evaluating any: a pinned commit that no
+    longer resolves stops the stage in one line naming the checkpoint, not after the others ran."""
+    from pipeline.hub import repo_listing
+
+    for variant, entry in checkpoints.items():
+        try:
+            repo_listing(entry["id"], entry.get("revision") or "main")
+        except UserError as exc:
+            raise UserError(f"published.checkpoints.{variant}: {exc}") from None
+
+
 def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
     metrics: dict = {}
     with atomic_dir(predictions) as tmp:
@@ -42,6 +54,7 @@ def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
             from pipeline.evaluate import evaluate_folders
             from pipeline.hub import fetch_model
 
+            resolve_all(cfg["checkpoints"])
             device = "cuda" if torch.cuda.is_available() else "cpu"
             for variant, entry in cfg["checkpoints"].items():
                 with tempfile.TemporaryDirectory(prefix="published-") as folder:
