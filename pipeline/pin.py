@@ -223,7 +223,11 @@ def apply_pins(text: str, pins: list[Pin]) -> str:
                 node[key] = {}
             node = node[key]
         node[pin.path[-1]] = pin.new
-    if yaml.safe_load(out) != expected:
+    try:
+        same = yaml.safe_load(out) == expected
+    except yaml.YAMLError:
+        same = False
+    if not same:
         raise UserError("params.yaml: the line edits would change more than the pinned values; "
                         "pin by hand: " + "; ".join(p.describe() for p in pins))
     return out

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipeline.errors import UserError
-from pipeline.pin import pin_project, set_value
+from pipeline.pin import _ABSENT, Pin, apply_pins, pin_project, set_value
 from pipeline.smoke import deep_merge
 from tests.conftest import ROOT, run_module
 
@@ -168,3 +168,6 @@ def test_set_value_touches_one_line(text, path, value, expected):
 def test_set_value_refuses_a_layout_it_cannot_edit():
     with pytest.raises(UserError, match="cannot find nope.b in a layout this command edits; set it by hand to x"):
         set_value("a: 1\n", ("nope", "b"), "x")
+    # `a: null` cannot take a child line: the re-parse catches it and nothing is written
+    with pytest.raises(UserError, match=r"would change more than the pinned values; pin by hand: a.b: \(absent\) -> x"):
+        apply_pins("a: null\n", [Pin(("a", "b"), _ABSENT, "x")])
