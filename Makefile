@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SMOKE_DIR ?= build/smoke
 
-.PHONY: smoke test venv clean
+.PHONY: smoke test preflight venv clean
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,11 @@ smoke: venv
 
 test: venv
 	$(PY) -m pytest
+
+# Checks the machine and every input of params.yaml before `dvc repro` (GPU, sources, hub
+# revisions, disk, estimated time); one line per check, non-zero exit if any fails.
+preflight: venv
+	$(PY) -m pipeline.cli preflight
 
 clean:
 	rm -rf $(VENV) build

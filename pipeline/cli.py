@@ -1,5 +1,7 @@
-"""The ``simcse-ko`` command: evaluate any model the way the pipeline does, push a packaged model.
+"""The ``simcse-ko`` command: preflight a run, pin what it recorded, evaluate any model, push one.
 
+    simcse-ko preflight                 check the machine and every input before `dvc repro`
+    simcse-ko pin [--dry-run]           write the recorded sha256s and commits into params.yaml
     simcse-ko evaluate MODEL --korsts-test TSV --klue-dev JSON [--json OUT] [--protocol card|clean]
     simcse-ko push dist/bert-unsup --repo-id you/simcse-ko-bert-unsup   (token from HF_TOKEN)
 
@@ -15,6 +17,10 @@ import tempfile
 from pathlib import Path
 
 from pipeline.errors import UserError, cli_entry
+
+#: How `simcse-ko evaluate` names where its pooling came from (see pipeline.evaluate.embedding_of).
+POOLING_ORIGIN = {"given": "from --pooler", "folder": "from the folder's sentence-transformers config",
+                  "default": "default: the folder has no sentence-transformers config"}
 
 
 def _local_model(model: str, revision: str | None, scratch: Path) -> Path:
@@ -34,7 +40,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     import torch
 
     from pipeline.atomic import write_json
-    from pipeline.evaluate import evaluate_folders, format_rows
+    from pipeline.evaluate import embedding_of, evaluate_folders, format_rows
     from pipeline.params import BootstrapConfig
 
     paths = {}
@@ -54,13 +60,49 @@ def evaluate_command(args: argparse.Namespace) -> int:
             config = folder / "sentence_bert_config.json"
             max_len = _json.loads(config.read_text())["max_seq_length"] if config.is_file() else 64
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        pooling, normalize, origin = embedding_of(folder, args.pooler)
         metrics = evaluate_folders(
             [folder], paths, protocol=args.protocol, max_len=max_len, batch_size=args.batch_size,
             bootstrap=BootstrapConfig(resamples=args.resamples, confidence=0.95, seed=args.seed),
-            default_pooler=args.pooler, labels=[Path(args.model).name], device=device)
+            pooler=args.pooler, labels=[Path(args.model).name], device=device)
+    print(f"pooling: {pooling}, normalize: {'yes' if normalize else 'no'} ({POOLING_ORIGIN[origin]})")
     print("\n".join(format_rows(metrics, args.model)))
     if args.json:
         write_json(args.json, metrics)
+    return 0
+
+
+def preflight_command(args: argparse.Namespace) -> int:
+    from pipeline.params import Params
+    from pipeline.preflight import iter_preflight, verdict
+
+    checks = []
+    for check in iter_preflight(Params.load(args.params)):  # each line as soon as its check is done
+        print(check.line(), flush=True)
+        checks.append(check)
+    line, errors = verdict(checks)
+    print(line, flush=True)
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+    return 1 if errors else 0
+
+
+def pin_command(args: argparse.Namespace) -> int:
+    from pipeline.pin import pin_project
+
+    pins, problems, _ = pin_project(".", params_file=args.params, dry_run=args.dry_run)
+    for pin in pins:
+        print(pin.describe())
+    if problems:
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        print(f"{args.params}: not changed ({len(problems)} recorded value(s) disagree with it)")
+        return 2
+    if not pins:
+        print(f"{args.params}: nothing to pin (every recorded sha256 and commit is already there)")
+    elif args.dry_run:
+        print(f"{args.params}: not changed (--dry-run); {len(pins)} value(s) would be pinned")
+    else:
+        print(f"{args.params}: {len(pins)} value(s) pinned; commit it: git commit {args.params}")
     return 0
 
 
@@ -87,14 +129,24 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--protocol", choices=("card", "clean"), default="card",
                     help="card: the card's quirks (default); clean: sentences as published, real-label")
     ev.add_argument("--revision", help="hub revision (commit or branch) when MODEL is a hub id")
-    ev.add_argument("--pooler", choices=("cls", "mean", "max"), default="cls",
-                    help="pooling when the folder has no sentence-transformers config (default: cls)")
+    ev.add_argument("--pooler", choices=("cls", "mean", "max"),
+                    help="pool this way and do not normalize, whatever the folder's sentence-transformers "
+                         "config says (default: the folder's config, else cls)")
     ev.add_argument("--max-len", type=int, help="default: the folder's max_seq_length, else 64")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     ev.add_argument("--seed", type=int, default=42, help="bootstrap seed")
     ev.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     ev.set_defaults(func=evaluate_command)
+    pre = sub.add_parser("preflight", help="check the machine and every input before `dvc repro` "
+                                           "(run in the project folder)")
+    pre.add_argument("--params", default="params.yaml")
+    pre.set_defaults(func=preflight_command)
+    pin = sub.add_parser("pin", help="write the sha256s and commits a run recorded (data/raw, data/models) "
+                                     "into params.yaml (run in the project folder)")
+    pin.add_argument("--params", default="params.yaml")
+    pin.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+    pin.set_defaults(func=pin_command)
     push = sub.add_parser("push", help="upload a packaged model folder to the hub (token from HF_TOKEN)")
     push.add_argument("folder", help="dist/<variant>")
     push.add_argument("--repo-id", required=True)

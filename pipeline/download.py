@@ -73,6 +73,17 @@ def _is_transient_http(code: int) -> bool:
     return code in (408, 425, 429) or 500 <= code < 600
 
 
+def _http_error(url: str, exc: urllib.error.HTTPError, attempts: int) -> UserError:
+    if exc.code == 404:
+        return UserError(f"{url}: HTTP 404 not found; check the URL and its pinned revision")
+    return UserError(f"{url}: HTTP {exc.code} {exc.reason} after {attempts} attempt(s)")
+
+
+def _network_error(url: str, exc: Exception, attempts: int) -> UserError:
+    return UserError(f"{url}: download failed after {attempts} attempts "
+                     f"({type(exc).__name__}: {getattr(exc, 'reason', exc)}); check the network and retry")
+
+
 def _stream_http(url: str, dest, timeout: float, progress: bool) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -157,19 +168,14 @@ def fetch(
                         _stream_http(url, handle, timeout, progress)
                 break
             except urllib.error.HTTPError as exc:
-                if exc.code == 404:
-                    raise UserError(f"{url}: HTTP 404 not found; check the URL and its pinned revision") from None
                 if not _is_transient_http(exc.code) or attempt >= retries:
-                    raise UserError(f"{url}: HTTP {exc.code} {exc.reason} after {attempt + 1} attempt(s)") from None
+                    raise _http_error(url, exc, attempt + 1) from None
                 reason = f"HTTP {exc.code}"
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
                 if local is not None:
                     raise UserError(f"{url}: cannot read source file ({exc})") from None
                 if attempt >= retries:
-                    raise UserError(
-                        f"{url}: download failed after {attempt + 1} attempts "
-                        f"({type(exc).__name__}: {getattr(exc, 'reason', exc)}); check the network and retry"
-                    ) from None
+                    raise _network_error(url, exc, attempt + 1) from None
                 reason = type(exc).__name__
             delay = backoff * (2 ** attempt)
             print(f"warning: {url}: {reason}; retrying in {delay:.1f}s ({attempt + 1}/{retries})", flush=True)
@@ -188,6 +194,74 @@ def fetch(
         if tmp.exists():
             tmp.unlink()
     return Fetched(source=url, sha256=digest, bytes=size, pinned=sha256 is not None)
+
+
+def _size_of(response) -> int | None:
+    """Total size from a HEAD (Content-Length) or a ranged GET (Content-Range: bytes 0-0/TOTAL)."""
+    span = response.headers.get("Content-Range", "")
+    if "/" in span and span.rsplit("/", 1)[1].isdigit():
+        return int(span.rsplit("/", 1)[1])
+    length = response.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
+
+
+class _KeepMethod(urllib.request.HTTPRedirectHandler):
+    """Follow redirects with the same method: urllib turns a redirected HEAD into a GET."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            new.method = req.get_method()
+        return new
+
+
+def _probe_http(url: str, timeout: float) -> int | None:
+    headers = {"User-Agent": USER_AGENT}
+    try:
+        with urllib.request.build_opener(_KeepMethod).open(
+                urllib.request.Request(url, headers=headers, method="HEAD"), timeout=timeout) as response:
+            return _size_of(response)
+    except urllib.error.HTTPError as exc:
+        # A 404 is an answer. Other refusals of HEAD (405, or 403 from a storage URL signed for
+        # GET only, as GitHub release assets are) get a one-byte GET instead.
+        if exc.code in (404, 410) or _is_transient_http(exc.code):
+            raise
+    request = urllib.request.Request(url, headers={**headers, "Range": "bytes=0-0"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return _size_of(response)  # closed unread: a server that ignores Range sends no more than we read
+
+
+def remote_size(url: str, *, retries: int = 2, backoff: float = 1.0, timeout: float = 30.0) -> int | None:
+    """Check that ``url`` (https, http, file:// or a local path) is there, without downloading it.
+
+    http(s) is asked with HEAD, or a ranged GET of one byte where HEAD is refused; transient
+    failures are retried as in :func:`fetch`.
+
+    Returns:
+        the size in bytes, or None when the server does not say.
+
+    Raises:
+        UserError: a 404 or other client error, a missing local file, or exhausted retries
+            (the same lines as :func:`fetch`).
+    """
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file" or "://" not in url:
+        local = Path(urllib.request.url2pathname(parsed.path)) if parsed.scheme == "file" else Path(url)
+        if not local.is_file():
+            raise UserError(f"{url}: source file not found")
+        return local.stat().st_size
+    attempt = 0
+    while True:
+        try:
+            return _probe_http(url, timeout)
+        except urllib.error.HTTPError as exc:
+            if not _is_transient_http(exc.code) or attempt >= retries:
+                raise _http_error(url, exc, attempt + 1) from None
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
+            if attempt >= retries:
+                raise _network_error(url, exc, attempt + 1) from None
+        time.sleep(backoff * 2 ** attempt)
+        attempt += 1
 
 
 def copy_verified(src: Path | str, dest: Path | str) -> str:

@@ -55,6 +55,22 @@ def normalizes(folder: Path | str) -> bool:
     return any(m.get("type", "").endswith("models.Normalize") for m in json.loads(modules.read_text(encoding="utf-8")))
 
 
+def embedding_of(folder: Path | str, pooler: str | None = None, default: str = "cls") -> tuple[str, bool, str]:
+    """(pooling, unit-normalize?, where they come from) for a model folder.
+
+    An explicit ``pooler`` overrides the folder's sentence-transformers pooling and its
+    Normalize module (origin ``"given"``); otherwise the folder's config rules (origin
+    ``"folder"``), and a folder without one gets ``default`` and no normalization
+    (origin ``"default"``).
+    """
+    if pooler is not None:
+        return pooler, False, "given"
+    folder = Path(folder)
+    if (folder / "1_Pooling" / "config.json").is_file() or (folder / "modules.json").is_file():
+        return pooler_of(folder, default), normalizes(folder), "folder"
+    return default, False, "default"
+
+
 def score_folder(
     folder: Path | str,
     sets: Mapping[str, Mapping[str, StsSet]],
@@ -64,6 +80,7 @@ def score_folder(
     pooler: str,
     device: str = "cpu",
     autocast_dtype=None,
+    normalize: bool | None = None,
 ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Pair scores of one model on every (protocol, benchmark) set.
 
@@ -74,6 +91,7 @@ def score_folder(
 
     Args:
         sets: {protocol: {benchmark: StsSet}}.
+        normalize: unit-normalize the embeddings; None = as the folder's modules say.
 
     Returns:
         {protocol: {benchmark: {similarity: (N,) scores}}}
@@ -88,7 +106,7 @@ def score_folder(
     unique = list(dict.fromkeys(sentences))
     emb = encode(encoder, tokenizer, unique, max_len=max_len, batch_size=batch_size, device=device,
                  autocast_dtype=autocast_dtype)
-    if normalizes(folder):
+    if normalizes(folder) if normalize is None else normalize:
         emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     row = {s: i for i, s in enumerate(unique)}
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
@@ -184,6 +202,7 @@ def evaluate_folders(
     labels: Sequence[str] | None = None,
     predictions_dir: Path | None = None,
     device: str = "cpu",
+    pooler: str | None = None,
 ) -> dict:
     """Evaluate one model (or one per seed) on the benchmarks; return the metrics JSON.
 
@@ -195,6 +214,8 @@ def evaluate_folders(
         batch_size: encoding batch size.
         bootstrap: interval settings.
         default_pooler: pooling for folders without a sentence-transformers config.
+        pooler: if given, this pooling without normalization, whatever the folders' configs say
+            (see :func:`embedding_of`).
         labels: run names (e.g. ``seed-42``) for predictions and the per-seed section.
         predictions_dir: if given, per-pair predictions (headline protocol) go here.
     """
@@ -202,8 +223,9 @@ def evaluate_folders(
     labels = list(labels or [f"run-{i}" for i in range(len(folders))])
     runs = []
     for folder, label in zip(folders, labels):
+        pooling, normalize, _ = embedding_of(folder, pooler, default_pooler)
         scores = score_folder(folder, sets, max_len=max_len, batch_size=batch_size,
-                              pooler=pooler_of(folder, default_pooler), device=device)
+                              pooler=pooling, normalize=normalize, device=device)
         runs.append(scores)
         if predictions_dir is not None:
             write_predictions(predictions_dir, label, sets[protocol], scores[protocol])

@@ -28,6 +28,9 @@ SIDE_FILES = (
     "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
     "vocab.json", "merges.txt", "added_tokens.json", "sentencepiece.bpe.model", "spiece.model",
 )
+#: Any one of these file sets is a tokenizer transformers can load (fast, WordPiece, BPE, SentencePiece).
+TOKENIZER_SETS = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.txt"), ("sentencepiece.bpe.model",),
+                  ("spiece.model",))
 
 
 def is_local(model: str) -> bool:
@@ -63,15 +66,28 @@ def _copy_local(folder: Path, dest: Path) -> dict[str, str]:
     return files
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's network errors: huggingface_hub 2 talks through httpx2, whose are not OSErrors."""
+    try:
+        import httpx2
+    except ImportError:
+        return ()
+    return (httpx2.TransportError,)
+
+
 def _hub_call(fn, what: str, retries: int = 4, backoff: float = 2.0):
     """Run a hub call, retrying transient network errors; map the rest to one-line errors."""
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, HFValidationError,
-                                        LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
+                                        LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     attempt = 0
     while True:
         try:
             return fn()
+        except OfflineModeIsEnabled:
+            raise UserError(f"{what}: HF_HUB_OFFLINE is set; unset it to reach the hub, "
+                            "or pass a local folder") from None
         except RevisionNotFoundError:
             raise UserError(f"{what}: revision not found on the hub; check the pinned revision") from None
         except GatedRepoError:
@@ -79,34 +95,74 @@ def _hub_call(fn, what: str, retries: int = 4, backoff: float = 2.0):
         except (RepositoryNotFoundError, HFValidationError):
             raise UserError(f"{what}: unknown hub id (or private without a token); "
                             "expected an existing model id or a local folder") from None
-        except EntryNotFoundError:
-            raise UserError(f"{what}: file not found at that revision") from None
-        except (LocalEntryNotFoundError, HfHubHTTPError, ConnectionError, TimeoutError, OSError) as exc:
+        except EntryNotFoundError as exc:
+            if not isinstance(exc, LocalEntryNotFoundError):  # that subclass means "hub unreachable, not cached"
+                raise UserError(f"{what}: file not found at that revision") from None
+            error = exc
+        except (HfHubHTTPError, ConnectionError, TimeoutError, OSError, *_transport_errors()) as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status is not None and status < 500 and status not in (408, 429):
                 raise UserError(f"{what}: hub answered HTTP {status}") from None
-            if attempt >= retries:
-                raise UserError(f"{what}: cannot reach the Hugging Face hub after {attempt + 1} attempts "
-                                f"({type(exc).__name__}); check the network, or pass a local folder") from None
-            delay = backoff * 2 ** attempt
-            print(f"warning: {what}: {type(exc).__name__}; retrying in {delay:.0f}s", flush=True)
-            time.sleep(delay)
-            attempt += 1
+            error = exc
+        if attempt >= retries:
+            raise UserError(f"{what}: cannot reach the Hugging Face hub after {attempt + 1} attempts "
+                            f"({type(error).__name__}); check the network, or pass a local folder")
+        delay = backoff * 2 ** attempt
+        print(f"warning: {what}: {type(error).__name__}; retrying in {delay:.0f}s", flush=True)
+        time.sleep(delay)
+        attempt += 1
+
+
+def required_files(available: set[str] | dict, what: str) -> tuple[str, tuple[str, ...]]:
+    """The weights file and tokenizer files the pipeline will read from a model's file names.
+
+    Returns:
+        (weights name, tokenizer file names): safetensors preferred over ``pytorch_model.bin``.
+
+    Raises:
+        UserError: no config.json, no weights, or no complete tokenizer (naming ``what``).
+    """
+    if "config.json" not in available:
+        raise UserError(f"{what}: no config.json; expected a Hugging Face model")
+    weights = next((n for n in (SAFETENSORS, PICKLE_WEIGHTS) if n in available), None)
+    if weights is None:
+        raise UserError(f"{what}: no {SAFETENSORS} or {PICKLE_WEIGHTS} in the repository")
+    tokenizer = next((names for names in TOKENIZER_SETS if all(n in available for n in names)), None)
+    if tokenizer is None:
+        raise UserError(f"{what}: no tokenizer files (expected tokenizer.json, vocab.txt or vocab.json + merges.txt)")
+    return weights, tokenizer
+
+
+def repo_listing(repo_id: str, revision: str, retries: int = 4) -> tuple[str, dict[str, int | None]]:
+    """(commit the revision resolves to, {file name: size in bytes or None}) of a hub model.
+
+    Raises:
+        UserError: unknown id, unknown revision, unreachable hub (one line naming ``repo_id@revision``).
+    """
+    from huggingface_hub import HfApi
+
+    info = _hub_call(lambda: HfApi().model_info(repo_id, revision=revision, files_metadata=True),
+                     f"{repo_id}@{revision}", retries=retries)
+    return info.sha, {s.rfilename: s.size for s in (info.siblings or [])}
+
+
+def read_hub_config(repo_id: str, commit: str, retries: int = 4) -> dict:
+    """The ``config.json`` of a hub model at ``commit`` (a few hundred bytes, cached by huggingface_hub)."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    path = _hub_call(lambda: hf_hub_download(repo_id, "config.json", revision=commit),
+                     f"{repo_id}@{commit} config.json", retries=retries)
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _fetch_hub(repo_id: str, revision: str, dest: Path) -> tuple[str, dict[str, str]]:
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import hf_hub_download
 
     what = f"{repo_id}@{revision}"
-    info = _hub_call(lambda: HfApi().model_info(repo_id, revision=revision), what)
-    commit = info.sha
-    available = {s.rfilename for s in (info.siblings or [])}
-    if SAFETENSORS in available:
-        weights = SAFETENSORS
-    elif PICKLE_WEIGHTS in available:
-        weights = PICKLE_WEIGHTS
-    else:
-        raise UserError(f"{what}: no {SAFETENSORS} or {PICKLE_WEIGHTS} in the repository")
+    commit, available = repo_listing(repo_id, revision)
+    weights, _ = required_files(available, what)
     wanted = [n for n in SIDE_FILES if n in available] + [weights]
     dest.mkdir(parents=True, exist_ok=True)
     for name in wanted:

@@ -33,6 +33,18 @@ def read_params(params: Params) -> dict:
             "device": device_setting(params)}
 
 
+def resolve_all(checkpoints: dict) -> None:
+    """Resolve every checkpoint's revision on the hub before evaluating any: a pinned commit that no
+    longer resolves stops the stage in one line naming the checkpoint, not after the others ran."""
+    from pipeline.hub import repo_listing
+
+    for variant, entry in checkpoints.items():
+        try:
+            repo_listing(entry["id"], entry.get("revision") or "main")
+        except UserError as exc:
+            raise UserError(f"published.checkpoints.{variant}: {exc}") from None
+
+
 def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
     metrics: dict = {}
     if cfg["enabled"]:
@@ -40,6 +52,7 @@ def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
 
         device = require_device(cfg["device"])  # before anything is downloaded or written
         announce(device, "published")
+        resolve_all(cfg["checkpoints"])
     with atomic_dir(predictions) as tmp:
         manifest: dict = {"enabled": cfg["enabled"], "checkpoints": {}}
         if cfg["enabled"]:

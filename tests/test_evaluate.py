@@ -74,6 +74,47 @@ def test_cli_writes_the_same_metrics_as_the_stage(stage_metrics, workspace):
     cli = json.loads((workspace / "cli.json").read_text())
     assert cli == stage_metrics
     assert "| AVG |" in result.stdout and " ± " in result.stdout
+    assert result.stdout.splitlines()[0] == \
+        "pooling: mean, normalize: yes (from the folder's sentence-transformers config)"
+
+
+def _by_hand_cls(sentences1: list[str], sentences2: list[str], gold, max_len: int) -> dict[str, float]:
+    """The eight metrics x100 from [CLS] of MiniLM's last hidden state, unnormalized, with transformers,
+    numpy and scipy only."""
+    import torch
+    from scipy.stats import pearsonr, spearmanr
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer, model = AutoTokenizer.from_pretrained(MINILM), AutoModel.from_pretrained(MINILM).eval()
+
+    def embed(texts: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            batch = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+            return model(**batch).last_hidden_state[:, 0].double().numpy()
+
+    a, b = embed(sentences1), embed(sentences2)
+    sims = {"cosine": (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1),
+            "euclidean": -np.linalg.norm(a - b, axis=1), "manhattan": -np.abs(a - b).sum(1), "dot": (a * b).sum(1)}
+    out = {}
+    for name, sim in sims.items():
+        out[f"{name}_pearson"] = 100 * pearsonr(gold, sim)[0]
+        out[f"{name}_spearman"] = 100 * spearmanr(gold, sim)[0]
+    return out
+
+
+def test_cli_pooler_overrides_the_folders_pooling_and_normalize(stage_metrics, workspace):
+    result = run_module("pipeline.cli", "evaluate", str(workspace / "models" / "minilm" / "seed-7"),
+                        "--klue-dev", "data/raw/klue_dev.json", "--json", "cls.json", "--resamples", "200",
+                        "--pooler", "cls", cwd=workspace)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[0] == "pooling: cls, normalize: no (from --pooler)"
+    ours = json.loads((workspace / "cls.json").read_text())["klue_dev"]
+    sts = load_benchmark("klue", workspace / "data" / "raw" / "klue_dev.json", "card")
+    hand = _by_hand_cls(sts.sentence1, sts.sentence2, sts.scores, max_len=256)  # the folder's max_seq_length
+    for key, value in hand.items():
+        assert ours[key] == pytest.approx(value, abs=1e-3), key
+        # mean + Normalize (the folder's own embedding) gives other numbers
+        assert abs(ours[key] - stage_metrics["klue_dev"][key]) > 0.01, key
 
 
 def test_protocols_differ_where_the_card_strips_punctuation(stage_metrics):

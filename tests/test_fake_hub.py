@@ -28,7 +28,10 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "fake-org/tiny-bert"
 
 
-def make_handler(files: dict[str, bytes]):
+def make_handler(files: dict[str, bytes], repos: dict[str, tuple[str, dict[str, bytes]]] | None = None):
+    """A hub serving ``files`` as REPO at COMMIT, or ``repos`` = {repo id: (commit, files)}."""
+    repos = repos or {REPO: (COMMIT, files)}
+
     class Hub(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):  # keep test output clean
             pass
@@ -44,25 +47,27 @@ def make_handler(files: dict[str, bytes]):
             parts = path.strip("/").split("/")
             if parts[:2] == ["api", "models"]:
                 repo, rev = "/".join(parts[2:4]), parts[5] if len(parts) > 5 else "main"
-                if repo != REPO:
+                if repo not in repos:
                     return self._error("RepoNotFound")
-                if rev not in ("main", COMMIT):
+                commit, served = repos[repo]
+                if rev not in ("main", commit):
                     return self._error("RevisionNotFound")
-                body = json.dumps({"id": REPO, "modelId": REPO, "sha": COMMIT, "private": False,
-                                   "siblings": [{"rfilename": name} for name in sorted(files)]}).encode()
+                body = json.dumps({"id": repo, "modelId": repo, "sha": commit, "private": False,
+                                   "siblings": [{"rfilename": name} for name in sorted(served)]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
             elif len(parts) >= 5 and parts[2] == "resolve":
                 repo, rev, name = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
-                if repo != REPO:
+                if repo not in repos:
                     return self._error("RepoNotFound")
-                if rev not in ("main", COMMIT):
+                commit, served = repos[repo]
+                if rev not in ("main", commit):
                     return self._error("RevisionNotFound")
-                if name not in files:
+                if name not in served:
                     return self._error("EntryNotFound")
-                body = files[name]
+                body = served[name]
                 self.send_response(200)
-                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("X-Repo-Commit", commit)
                 self.send_header("ETag", '"' + hashlib.sha256(body).hexdigest() + '"')
             else:
                 return self._error("RepoNotFound")
@@ -166,3 +171,22 @@ def test_published_stage_evaluates_a_hub_checkpoint(hub, tmp_path):
                        "--klue-dev", "data/raw/klue_dev.json", "--json", "local.json", cwd=root)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((root / "local.json").read_text()) == metrics["bert-unsup"]
+
+
+def test_published_stage_names_a_pinned_commit_that_no_longer_resolves(hub, tmp_path):
+    gone = "f" * 40
+    root = project(tmp_path, hub, device="cpu", published={"enabled": True, "checkpoints": {
+        "bert-unsup": {"id": REPO, "revision": COMMIT}, "bert-sup": {"id": REPO, "revision": gone}}})
+    raw = root / "data" / "raw"
+    raw.mkdir(parents=True)
+    shutil.copy(hub["sources"]["korsts_test"], raw / "korsts_test.tsv")
+    shutil.copy(hub["sources"]["klue_dev"], raw / "klue_dev.json")
+    result = run_module("stages.published", "--raw", "data/raw", "--metrics", "metrics/published.json",
+                        "--predictions", "eval/published", cwd=root, env=env(hub, tmp_path))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: published.checkpoints.bert-sup: {REPO}@{gone}: revision not found on the hub; "
+                     "check the pinned revision"]
+    # resolved before any evaluation: the good checkpoint was not scored first
+    assert "KorSTS" not in result.stdout
+    assert not (root / "eval/published").exists() and not (root / "metrics/published.json").exists()

@@ -230,3 +230,32 @@ def test_model_slug_local_folder_wins_over_hub_id(tmp_path, monkeypatch):
 ])
 def test_is_commit(revision, expected):
     assert is_commit(revision) is expected
+
+
+def _connect_error() -> Exception:
+    import httpx2  # huggingface_hub's HTTP client
+
+    return httpx2.ConnectError("[Errno -2] Name or service not known")
+
+
+def _offline() -> Exception:
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    return OfflineModeIsEnabled("offline")
+
+
+@pytest.mark.parametrize("error, expected", [
+    (_connect_error, "org/m@main: cannot reach the Hugging Face hub after 1 attempts (ConnectError); "
+                     "check the network, or pass a local folder"),
+    (_offline, "org/m@main: HF_HUB_OFFLINE is set; unset it to reach the hub, or pass a local folder"),
+])
+def test_hub_unreachable_is_one_line(error, expected):
+    """The hub client's network errors (httpx2's, not OSErrors) and offline mode end in one line."""
+    from pipeline.hub import _hub_call
+
+    def call():
+        raise error()
+
+    with pytest.raises(UserError) as info:
+        _hub_call(call, "org/m@main", retries=0)
+    assert str(info.value) == expected

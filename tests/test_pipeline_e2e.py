@@ -203,6 +203,25 @@ def test_model_card_metadata(project):
     assert "pooler_output" in text and "last_hidden_state" in text
 
 
+def test_pin_writes_back_exactly_what_the_smoke_run_recorded(project, tmp_path):
+    """`simcse-ko pin` on the smoke run's own manifests: with every source's sha256 set back to null,
+    pin restores the project's params.yaml byte for byte (its models are local: no commit to pin)."""
+    pinned = (project / "params.yaml").read_text(encoding="utf-8")
+    unpinned = re.sub(r"(?m)^(    sha256: )[0-9a-f]{64}$", r"\1null", pinned)
+    assert unpinned.count("    sha256: null\n") == 7
+    (tmp_path / "params.yaml").write_text(unpinned, encoding="utf-8")
+    manifests = [project / "data" / "raw" / "manifest.json", *(project / "data" / "models").glob("**/manifest.json")]
+    for manifest in manifests:
+        copy = tmp_path / manifest.relative_to(project)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(manifest.read_bytes())
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "pin"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "params.yaml: 7 value(s) pinned; commit it: git commit params.yaml"
+    assert (tmp_path / "params.yaml").read_text(encoding="utf-8") == pinned
+
+
 def test_two_smoke_runs_give_byte_identical_reports_and_metrics(project, report_dir, tmp_path):
     second = smoke(tmp_path / "smoke", tmp_path / "reports")
     assert second.returncode == 0, second.stderr[-3000:]
