@@ -354,6 +354,8 @@ def train_seed(
                 replay(history)
         elif info.is_main:
             print(f"ignoring {state_path}: made with other settings or inputs", flush=True)
+    D.check_same(step, info, what=f"{state_path}: the step to resume from",
+                 hint="every machine must see the same resume folder (a shared filesystem), or remove it on all")
 
     def record(at: int, values: dict[str, float]) -> None:
         history.append((at, values))
