@@ -115,7 +115,8 @@ def _check_same_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_processes_that_disagree_about_resuming_all_stop_with_one_line(tmp_path):
     mp.spawn(_check_same_worker, args=(2, _free_port(), str(tmp_path / "out")), nprocs=2, join=True)
-    expected = "checkpoints/x/state.pt: the step to resume from differs between processes (rank 0: 15, rank 1: 0); share it"
+    expected = ("checkpoints/x/state.pt: the step to resume from differs between processes (rank 0: 15, rank 1: 0); "
+                "share it")
     for rank in (0, 1):  # every process raises, so none is left waiting in a collective
         assert torch.load(tmp_path / f"out.{rank}", weights_only=True) == {"error": expected}
 
@@ -127,6 +128,27 @@ def test_single_node_launch_is_standalone_and_several_nodes_meet_at_node_0():
     assert D.torchrun_command(target, nproc=2, nnodes=3, node_rank=1, master_addr="10.0.0.5", master_port=29400)[1:] \
         == ["-m", "torch.distributed.run", "--nnodes=3", "--node_rank=1", "--master_addr=10.0.0.5",
             "--master_port=29400", "--nproc_per_node=2", *target]
+
+
+def test_train_stage_relaunches_under_torchrun_on_every_node(tmp_path, monkeypatch):
+    """With nnodes > 1 the stage relaunches itself even with one process per node, at its own node_rank."""
+    import yaml
+
+    from stages import train
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    params.update(nnodes=2, node_rank=1, master_addr="10.0.0.5", master_port=29400, nproc=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    argv = ["--variant", "bert-unsup", "--tokens", "t", "--models", "m", "--out", "o", "--live", "l", "--resume", "r",
+            "--params", str(tmp_path / "params.yaml")]
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(sys, "argv", ["stages/train.py", *argv])
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert train.main(argv) == 0
+    assert calls == [[sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--node_rank=1",
+                      "--master_addr=10.0.0.5", "--master_port=29400", "--nproc_per_node=1", "-m", "stages.train",
+                      *argv]]
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> str:
