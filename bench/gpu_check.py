@@ -405,7 +405,8 @@ def eval_checks(model_dir: str, paths: dict[str, str], device: str, precisions: 
     """[CLS]-only last layer vs the full pass, and the benchmark metrics, per precision."""
     from pipeline.evaluate import load_benchmarks, score_folder
     from pipeline.metrics import correlations
-    from pipeline.modeling import cls_query_last_layer, collate, length_batches, load_encoder, tokenize_ids
+    from pipeline.modeling import (cls_query_last_layer, collate, length_batches, load_encoder, pad_token_id,
+                                   tokenize_ids)
 
     device_ = torch.device(device)
     sets = {"card": load_benchmarks(paths, "card")}
@@ -418,7 +419,7 @@ def eval_checks(model_dir: str, paths: dict[str, str], device: str, precisions: 
         dtype, diff, scale = _dtype(name), 0.0, 0.0
         try:
             for idx in length_batches([len(x) for x in ids], 256):
-                input_ids, mask = (t.to(device_) for t in collate([ids[i] for i in idx], tokenizer.pad_token_id))
+                input_ids, mask = (t.to(device_) for t in collate([ids[i] for i in idx], pad_token_id(tokenizer)))
                 with torch.inference_mode(), torch.autocast(device_.type, dtype=dtype, enabled=dtype is not None):
                     full = encoder.embed(input_ids, mask).float()
                     with cls_query_last_layer(encoder):
@@ -434,14 +435,12 @@ def eval_checks(model_dir: str, paths: dict[str, str], device: str, precisions: 
             "pairs": {b: len(s) for b, s in sets["card"].items()}}
 
 
-def _eval_model(args, size_name: str, work: Path, skipped: list[str]) -> tuple[str, str]:
+def _eval_model(args, size_name: str, corpus: Path, work: Path, skipped: list[str]) -> tuple[str, str]:
     """(model folder, how it was chosen): --model, else random init of bert-base's shape (tiny with --quick)."""
-    from pipeline.smoke_data import write_smoke_sources
     from pipeline.tiny import build_tiny_model
 
     if args.model:
         return str(args.model), f"`{args.model}` (--model)"
-    corpus = write_smoke_sources(work / "eval-sources")["corpus"]
     if size_name == "quick":
         skipped.append("evaluation on a pretrained encoder: --quick uses a tiny random-init BERT")
         return str(build_tiny_model(corpus, work / "eval-model")), "tiny random-init BERT (--quick)"
@@ -455,15 +454,15 @@ def evaluation(args, size_name: str, device: torch.device, run: Runner, skipped:
     """Section 3: [CLS]-only vs full pass and bf16/fp16 vs fp32 metrics (max |delta| per column)."""
     from pipeline.smoke_data import write_smoke_sources
 
+    written = write_smoke_sources(work / "eval-data")  # the benchmarks (unless --data) and a corpus for a vocabulary
     if args.data:
         paths = {"korsts_test": str(args.data / "kornlu" / "sts-test.tsv"),
                  "klue_dev": str(args.data / "klue-sts" / "klue-sts-v1.1_dev.json")}
         data = f"`{args.data}` (--data)"
     else:
-        written = write_smoke_sources(work / "eval-data")
         paths = {"korsts_test": str(written["korsts_test"]), "klue_dev": str(written["klue_dev"])}
         data = "the generated smoke benchmarks (KorSTS test and KLUE-STS dev formats)"
-    model, label = _eval_model(args, size_name, work, skipped)
+    model, label = _eval_model(args, size_name, written["corpus"], work, skipped)
     precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32"]
     if device.type != "cuda":
         skipped.append("evaluation in bf16/fp16: autocast is CUDA-only here (CPU evaluation is fp32)")

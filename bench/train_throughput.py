@@ -192,8 +192,10 @@ class StepProfiler:
     operators' own time against the wall time.
     """
 
-    #: kernel kind -> name pattern, first match wins
-    KINDS = (("matmul", r"gemm|xmma|cutlass|cublas|wgmma"), ("attention", r"fmha|flash|attention|attn"),
+    #: kernel (or CPU operator) kind -> name pattern, first match wins: attention first, since the
+    #: memory-efficient attention kernels are CUTLASS kernels too (fmha_cutlassF_...)
+    KINDS = (("attention", r"fmha|flash|attention|attn"),
+             ("matmul", r"gemm|xmma|cutlass|cublas|wgmma|nvjet|aten::(mm|addmm|bmm|matmul)$"),
              ("optimizer", r"adam|multi_tensor"), ("copy", r"memcpy|memset"))
 
     def __init__(self, device: torch.device, *, start: int, count: int):
