@@ -126,14 +126,26 @@ def encoder_flops(config, shapes: list[tuple[int, int]], cls_only: bool) -> int:
     return total
 
 
-def matmul_rate(seconds: float = 2.0, n: int = 1024) -> float:
-    """fp32 FLOP/s of repeated n x n matrix products on this machine (the compute ceiling both paths share)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_rate(seconds: float = 2.0, n: int = 1024, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of repeated n x n matrix products (the compute ceiling both paths share).
+
+    fp32 on this machine's CPU by default; ``device="cuda", dtype=torch.bfloat16`` gives a GPU's
+    measured bf16 rate (products are queued in groups and the clock is read after a sync).
+    """
+    def sync() -> None:
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     torch.mm(a, b)
+    sync()
+    group = 1 if torch.device(device).type == "cpu" else 20
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        torch.mm(a, b)
-        count += 1
+        for _ in range(group):
+            torch.mm(a, b)
+        sync()
+        count += group
     return count * 2 * n ** 3 / (time.perf_counter() - start)
 
 

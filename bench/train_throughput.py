@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import math
 import multiprocessing
 import os
 import resource
@@ -183,9 +184,84 @@ def _nonembedding_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.encoder.parameters())
 
 
+class StepProfiler:
+    """torch.profiler over training steps ``start + 1`` .. ``start + count``, driven by train_seed's log callback.
+
+    :meth:`summary` says where that time went: on CUDA the kernels' busy time against
+    their span (the rest is the GPU waiting for the host), by kernel kind; on CPU the
+    operators' own time against the wall time.
+    """
+
+    #: kernel (or CPU operator) kind -> name pattern, first match wins: attention first, since the
+    #: memory-efficient attention kernels are CUTLASS kernels too (fmha_cutlassF_...)
+    KINDS = (("attention", r"fmha|flash|attention|attn"),
+             ("matmul", r"gemm|xmma|cutlass|cublas|wgmma|nvjet|aten::(mm|addmm|bmm|matmul)$"),
+             ("optimizer", r"adam|multi_tensor"), ("copy", r"memcpy|memset"))
+
+    def __init__(self, device: torch.device, *, start: int, count: int):
+        from torch.profiler import ProfilerActivity, profile
+
+        self.device, self.start, self.count = device, start, count
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        self.prof = profile(activities=activities)
+        self.wall = 0.0
+
+    def at_step(self, step: int) -> None:
+        """Call once per finished training step."""
+        if step == self.start:
+            _sync(self.device)
+            self.prof.start()
+            self.wall = time.perf_counter()
+        elif step == self.start + self.count:
+            _sync(self.device)
+            self.wall = time.perf_counter() - self.wall
+            self.prof.stop()
+
+    def summary(self) -> dict:
+        """{steps, wall_ms_per_step, busy_ms_per_step, span_ms_per_step, by_kind: {kind: ms/step}, top: [...]}."""
+        import re
+        from collections import Counter
+
+        from torch.autograd import DeviceType
+
+        per_step = 1e-3 / self.count  # us -> ms per step
+        out = {"steps": self.count, "wall_ms_per_step": 1e3 * self.wall / self.count, "device": self.device.type}
+        by_name: Counter[str] = Counter()
+        if self.device.type == "cuda":
+            kernels = sorted((e for e in self.prof.events() if e.device_type == DeviceType.CUDA
+                              and not getattr(e, "is_user_annotation", False)
+                              and not e.name.startswith("ProfilerStep")),
+                             key=lambda e: e.time_range.start)
+            busy, end = 0.0, -math.inf  # union of the kernels' intervals (us)
+            for e in kernels:
+                lo, hi = e.time_range.start, e.time_range.end
+                busy += max(0.0, hi - max(lo, end))
+                end = max(end, hi)
+                by_name[e.name] += hi - lo
+            span = (end - kernels[0].time_range.start) if kernels else 0.0
+            out.update(busy_ms_per_step=busy * per_step, span_ms_per_step=span * per_step, kernels=len(kernels))
+        else:
+            for avg in self.prof.key_averages():
+                by_name[avg.key] += avg.self_cpu_time_total
+            out.update(busy_ms_per_step=sum(by_name.values()) * per_step, span_ms_per_step=out["wall_ms_per_step"])
+        kinds: Counter[str] = Counter()
+        for name, us in by_name.items():
+            kind = next((k for k, pattern in self.KINDS if re.search(pattern, name, re.I)), "other")
+            kinds[kind] += us * per_step
+        out["by_kind"] = dict(kinds.most_common())
+        out["top"] = [(name[:90], us * per_step) for name, us in by_name.most_common(8)]
+        return out
+
+
 def train_ours(folder: str, text: list[str], *, batch_size: int, steps: int, warmup: int, seed: int,
-               device: str, compile: bool = False) -> dict:
-    """pipeline.train.train_seed on a token cache; time steps ``warmup``..``steps`` via its log callback."""
+               device: str, compile: bool = False, precision: str = "bf16", deterministic: bool = False,
+               profile_steps: int = 0) -> dict:
+    """pipeline.train.train_seed on a token cache; time steps ``warmup``..``steps`` via its log callback.
+
+    ``precision`` and ``deterministic`` are the params of the same names. With ``profile_steps``
+    the steps after the warm-up run under :class:`StepProfiler` (its summary is returned as
+    ``profile``; the timing of such a run includes the profiler's overhead).
+    """
     from transformers import AutoTokenizer
 
     from pipeline.distributed import DistInfo
@@ -206,13 +282,17 @@ def train_ours(folder: str, text: list[str], *, batch_size: int, steps: int, war
         dev = DevSet(dev_ids[:8], dev_ids[8:], np.linspace(0.0, 5.0, 8))  # scored once, after the timed window
         settings = TrainSettings(epochs=1, batch_size=batch_size, lr=LR, dropout=0.1, temp=TEMP, pooler="cls",
                                  recipe="card", eval_steps=10**9, weight_decay=WEIGHT_DECAY,
-                                 hard_negative_weight=0.0, max_len=MAX_LEN, precision="bf16",
-                                 checkpoint_steps=10**9, log_steps=LOG_STEPS, compile=compile)
+                                 hard_negative_weight=0.0, max_len=MAX_LEN, precision=precision,
+                                 checkpoint_steps=10**9, log_steps=LOG_STEPS, compile=compile,
+                                 deterministic=deterministic)
         stamps: dict[int, float] = {}
+        profiler = StepProfiler(dev_, start=warmup, count=profile_steps) if profile_steps else None
 
         def log(step: int, values: dict) -> None:
             if "train/loss" in values:  # the loss was just read back: device work of this step is done
                 stamps[step] = time.perf_counter()
+            if profiler is not None and "train/lr" in values:  # once per training step
+                profiler.at_step(step)
 
         train_seed(settings, seed=seed, model_dir=Path(folder), columns=[column], dev=dev, out_dir=tmp / "out",
                    state_path=tmp / "state.pt", fingerprint_value="bench", device=dev_, log=log, progress=False)
@@ -220,8 +300,11 @@ def train_ours(folder: str, text: list[str], *, batch_size: int, steps: int, war
         lengths = column.lengths()
         timed = np.concatenate([batch_indices(order, s, batch_size, DistInfo()) for s in range(warmup, steps)])
         tokens = 2 * int(lengths[timed].sum())  # two views per sentence
-    return {"seconds": stamps[steps] - stamps[warmup], "sentences": len(timed), "tokens": tokens,
-            "peak_mib": _peak_mib(dev_)}
+    result = {"seconds": stamps[steps] - stamps[warmup], "sentences": len(timed), "tokens": tokens,
+              "peak_mib": _peak_mib(dev_)}
+    if profiler is not None:
+        result["profile"] = profiler.summary()
+    return result
 
 
 def train_reference(folder: str, text: list[str], *, batch_size: int, steps: int, warmup: int, seed: int,

@@ -11,10 +11,14 @@ CPU with gloo).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
+
+from pipeline.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,28 @@ def from_env() -> DistInfo:
     )
 
 
+def torchrun_command(target: Sequence[str], *, nproc: int, nnodes: int = 1, node_rank: int = 0,
+                     master_addr: str | None = None, master_port: int = 29500) -> list[str]:
+    """The ``torchrun`` command that starts ``nproc`` copies of ``target`` on this node.
+
+    Args:
+        target: what each process runs, e.g. ``["-m", "stages.train", *args]`` or a script and its args.
+        nproc: processes on this node (one per GPU).
+        nnodes: machines; with one, torchrun picks a free local port itself (``--standalone``).
+        node_rank: this machine's place, 0 .. nnodes - 1; node 0 hosts the rendezvous.
+        master_addr, master_port: node 0's address, which every node must reach.
+
+    Returns:
+        argv for :func:`subprocess.call`; ranks are node_rank * nproc + local rank.
+    """
+    if nnodes == 1:
+        topology = ["--standalone"]
+    else:
+        topology = [f"--nnodes={nnodes}", f"--node_rank={node_rank}", f"--master_addr={master_addr}",
+                    f"--master_port={master_port}"]
+    return [sys.executable, "-m", "torch.distributed.run", *topology, f"--nproc_per_node={nproc}", *target]
+
+
 def init(info: DistInfo, device_type: str) -> None:
     """Initialise the default process group (nccl on CUDA, gloo on CPU) if ``info.enabled``."""
     if info.enabled and not dist.is_initialized():
@@ -57,6 +83,22 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def check_same(value, info: DistInfo, *, what: str, hint: str) -> None:
+    """Stop every process with one :class:`UserError` line unless all hold the same ``value``.
+
+    Guards decisions each process makes from its own disk (resume or not, from which step):
+    on several machines a folder may exist on one node and not another, and processes that
+    disagree would deadlock in the next collective instead of failing.
+    """
+    if not info.enabled:
+        return
+    values: list = [None] * info.world
+    dist.all_gather_object(values, value)
+    if any(v != values[0] for v in values):
+        shown = ", ".join(f"rank {rank}: {v}" for rank, v in enumerate(values))
+        raise UserError(f"{what} differs between processes ({shown}); {hint}")
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -163,6 +163,10 @@ class TrainConfig:
     seeds: tuple[int, ...]
     precision: str
     nproc: int
+    nnodes: int
+    node_rank: int
+    master_addr: str | None
+    master_port: int
     checkpoint_steps: int
     log_steps: int
     eval_batch_size: int
@@ -230,8 +234,11 @@ def train_config(params: Params, variant: str) -> TrainConfig:
     nproc = _integer(src, "nproc", params.get("nproc"))
     if nproc < 1:
         raise _fail(src, "nproc", nproc, "an integer >= 1")
-    if batch_size % nproc:
-        raise _fail(src, key("batch_size"), batch_size, f"a multiple of nproc = {nproc} (it is the global batch)")
+    launch = launch_config(params)
+    world = nproc * launch["nnodes"]
+    if batch_size % world:
+        raise _fail(src, key("batch_size"), batch_size,
+                    f"a multiple of nnodes x nproc = {world} (it is the global batch)")
     checkpoint_steps = _integer(src, "checkpoint_steps", params.get("checkpoint_steps"))
     if checkpoint_steps < 1:
         raise _fail(src, "checkpoint_steps", checkpoint_steps, "an integer >= 1")
@@ -244,10 +251,32 @@ def train_config(params: Params, variant: str) -> TrainConfig:
         batch_size=batch_size, lr=lr, dropout=dropout, temp=temp, pooler=pooler,
         recipe=recipe, eval_steps=eval_steps, weight_decay=weight_decay,
         hard_negative_weight=hnw, seeds=effective_seeds(params), precision=precision,
-        nproc=nproc, checkpoint_steps=checkpoint_steps, log_steps=log_steps,
+        nproc=nproc, **launch, checkpoint_steps=checkpoint_steps, log_steps=log_steps,
         eval_batch_size=eval_batch_size, compile=compile_, deterministic=deterministic,
         device=device_setting(params),
     )
+
+
+def launch_config(params: Params) -> dict[str, Any]:
+    """``nnodes``, ``node_rank``, ``master_addr``, ``master_port``: where this node sits in a multi-node run.
+
+    Every node runs the train stage with the same params except ``node_rank``; torchrun's
+    rendezvous meets at ``master_addr:master_port`` (node 0). One node needs none of them.
+    """
+    src = params.source
+    nnodes = check_positive_int(src, "nnodes", params.get("nnodes"))
+    node_rank = _integer(src, "node_rank", params.get("node_rank"))
+    if not 0 <= node_rank < nnodes:
+        raise _fail(src, "node_rank", node_rank, f"an integer in [0, {nnodes - 1}] (nnodes = {nnodes})")
+    addr = params.get("master_addr")
+    if addr is not None and (not isinstance(addr, str) or not addr or any(c.isspace() for c in addr)):
+        raise _fail(src, "master_addr", addr, "a host name or IP address of node 0, or null")
+    if nnodes > 1 and addr is None:
+        raise _fail(src, "master_addr", addr, f"the host name or IP address of node 0 when nnodes = {nnodes} > 1")
+    port = _integer(src, "master_port", params.get("master_port"))
+    if not 1 <= port <= 65535:
+        raise _fail(src, "master_port", port, "an integer in [1, 65535]")
+    return {"nnodes": nnodes, "node_rank": node_rank, "master_addr": addr, "master_port": port}
 
 
 def check_bool(source: str, key: str, value: Any) -> bool:

@@ -161,7 +161,11 @@ def train_variant(
                     log(step, values)
 
             record_path = done / "training.json"
-            if record_path.is_file() and json.loads(record_path.read_text())["fingerprint"] == fp:
+            trained = record_path.is_file() and json.loads(record_path.read_text())["fingerprint"] == fp
+            D.check_same(trained, info, what=f"{record_path}: seed {seed} already trained",
+                         hint="every machine must see the same resume folder (a shared filesystem), or remove it "
+                              "on all")
+            if trained:
                 record = json.loads(record_path.read_text())
                 if live is not None:
                     replay(json.loads((seed_dir / "history.json").read_text()))

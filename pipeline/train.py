@@ -535,6 +535,8 @@ def train_seed(
             print(f"resuming seed {seed} from step {step}/{total_steps} ({state_path}){note}", flush=True)
         if replay is not None and info.is_main:
             replay(history)
+    D.check_same(step, info, what=f"{state_path}: the step to resume from",
+                 hint="every machine must see the same resume folder (a shared filesystem), or remove it on all")
 
     def record(at: int, values: dict[str, float | None]) -> None:
         # only finite numbers reach the history and dvclive: both end up in JSON (allow_nan=False)

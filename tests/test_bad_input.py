@@ -298,6 +298,13 @@ def _set(dotted: str, value):
     return change
 
 
+def _all(*changes):
+    def change(params: dict) -> None:
+        for one in changes:
+            one(params)
+    return change
+
+
 # id -> (change, param named in the error, what is expected)
 VALIDATE_CASES = {
     "temp-0": (_set("temp", 0), f"temp (variant {FIRST}) = 0.0", "expected a number > 0"),
@@ -320,6 +327,14 @@ VALIDATE_CASES = {
     "lr-string": (_set("lr", "5e-5"), f"lr (variant {FIRST}) = '5e-5'", "expected a finite number"),
     "protocol-x": (_set("protocol", "x"), "protocol = 'x'", "expected one of card, clean"),
     "triplets-recipe": (_set("triplets.recipe", "every"), "triplets.recipe = 'every'", "expected one of card, all"),
+    "nnodes-0": (_set("nnodes", 0), "nnodes = 0", "expected an integer >= 1"),
+    "node_rank-outside": (_set("node_rank", 1), "node_rank = 1", "expected an integer in [0, 0] (nnodes = 1)"),
+    "master_addr-missing": (_set("nnodes", 2), "master_addr = None",
+                            "expected the host name or IP address of node 0 when nnodes = 2 > 1"),
+    "master_port-high": (_set("master_port", 70000), "master_port = 70000", "expected an integer in [1, 65535]"),
+    "batch_size-nodes": (_all(_set("nnodes", 3), _set("master_addr", "10.0.0.1")),
+                         f"batch_size (variant {FIRST}) = 256",
+                         "expected a multiple of nnodes x nproc = 3 (it is the global batch)"),
 }
 
 

