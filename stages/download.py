@@ -17,11 +17,16 @@ from pipeline.download import fetch, resolve_source
 from pipeline.provenance import Timer, write_timing
 from pipeline.errors import UserError, cli_entry
 from pipeline.params import Params
-from pipeline.sources import SOURCES, check_sources
+from pipeline.sources import SOURCES, check_roots, check_sources, source_url
 
 
 def read_params(params: Params) -> dict:
-    return check_sources(params.get("sources"), params.source)
+    """The ``sources`` mapping, validated, with ``source_roots`` filled into each URL."""
+    roots = params.get("source_roots", {})
+    sources = check_sources(params.get("sources"), params.source, roots)
+    roots = check_roots(roots, params.source)
+    return {key: {**entry, "url": source_url(key, entry["url"], roots, params.source)}
+            for key, entry in sources.items()}
 
 
 def download_all(sources: dict, out: Path) -> dict:
