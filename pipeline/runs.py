@@ -53,6 +53,19 @@ def check_training_inputs(*, model: str, max_len: int, tokens: Path, models: Pat
     return models, meta, base_record
 
 
+def summarize_selected(live, prefix: str, selected_step: int, best_dev: dict[str, float]) -> None:
+    """Put the selected step's dev scores into dvclive's summary (``metrics.json``, what
+    ``dvc exp show`` lists) under ``<prefix>/dev``, and the step under ``<prefix>/selected_step``.
+
+    dvclive's summary holds the last value logged for each metric, i.e. the last
+    evaluation's dev scores; the model the stage keeps is the selected step's. The
+    per-step history (the plots) is left as logged.
+    """
+    seed_summary = live.summary.setdefault(prefix, {})
+    seed_summary["dev"] = {name: float(value) for name, value in best_dev.items()}
+    seed_summary["selected_step"] = int(selected_step)
+
+
 def train_variant(
     settings: TrainSettings,
     *,
@@ -135,6 +148,7 @@ def train_variant(
                 record = json.loads(record_path.read_text())
                 if live is not None:
                     replay(json.loads((seed_dir / "history.json").read_text()))
+                    summarize_selected(live, prefix, record["selected_step"], record["best_dev"])
                 print(f"seed {seed}: already trained (resume area), step {record['selected_step']} selected",
                       flush=True)
                 timings[seed] = {"already_trained": True}
@@ -156,6 +170,8 @@ def train_variant(
             }
             # operational facts (time, resumption) stay out of the model folder, which must be reproducible
             timings[seed] = {"wall_seconds": round(result.wall_seconds, 2), "resumed_from_step": result.resumed_from}
+            if live is not None:
+                summarize_selected(live, prefix, result.selected_step, result.best_dev)
             if info.is_main:
                 write_json(seed_dir / "history.json", [[step, values] for step, values in result.history])
                 write_json(record_path, record)
