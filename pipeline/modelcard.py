@@ -10,6 +10,7 @@ import yaml
 from pipeline.card import CARD, COLUMN_TITLES, card_row, row_label
 from pipeline.evaluate import BENCHMARKS
 from pipeline.metrics import COLUMNS, KEYS
+from pipeline.provenance import is_local_record, model_label, shown_config
 
 HUB_DATASETS = {"korsts_test": ("kor_nlu", "sts", "test"), "klue_dev": ("klue", "sts", "validation")}
 
@@ -42,8 +43,9 @@ def render_model_card(training: dict, metrics: dict) -> str:
         metrics: the variant's metrics JSON (evaluate stage).
     """
     variant = training["variant"]
-    cfg = training["config"]
+    cfg = shown_config(training)
     base = training["base_model"]
+    base_name = model_label(base)
     name = f"simcse-ko-{variant}-repro"
     datasets = ["klue", "kor_nlu"] + (["kor_nli"] if cfg["data"] == "nli" else [])
     meta = {
@@ -52,16 +54,17 @@ def render_model_card(training: dict, metrics: dict) -> str:
         "library_name": "sentence-transformers",
         "pipeline_tag": "sentence-similarity",
         "tags": ["sentence-transformers", "feature-extraction", "sentence-similarity", "simcse"],
-        "base_model": base["model"],
-        "datasets": datasets,
-        "model-index": model_index(name, metrics),
     }
+    if not is_local_record(base):  # the hub's base_model takes a hub id; a local folder's path means nothing there
+        meta["base_model"] = base["model"]
+    meta["datasets"] = datasets
+    meta["model-index"] = model_index(name, metrics)
     objective = ("unsupervised SimCSE on a Korean Wikipedia corpus (each sentence is its own positive; "
                  "dropout makes the two views)" if cfg["data"] == "wiki" else
                  "supervised SimCSE on KorNLI triplets (entailment positives, contradiction hard negatives)")
     lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
              f"# {name}", "",
-             f"A Korean sentence encoder trained with {objective}, starting from `{base['model']}`"
+             f"A Korean sentence encoder trained with {objective}, starting from `{base_name}`"
              + (f" (commit `{base['commit']}`)" if base.get("commit") else "") + ".",
              f"It reproduces the row **{row_label(variant)}** of the SimCSE-KO model card with the "
              "simcse-ko-repro DVC pipeline; every number below comes from that pipeline's evaluate stage.", "",

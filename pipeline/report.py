@@ -21,6 +21,7 @@ from pipeline.evaluate import BENCHMARKS, read_predictions
 from pipeline.hub import models_manifest
 from pipeline.metrics import KEYS, bootstrap_intervals
 from pipeline.params import BootstrapConfig
+from pipeline.provenance import is_local_record, model_label, shown_config, source_label
 
 SELECTION_LABEL = {"korsts_dev.cosine_pearson": "KorSTS dev cosine Pearson",
                    "korsts_dev.cosine_spearman": "KorSTS dev cosine Spearman"}
@@ -198,14 +199,19 @@ def benchmark_table(inputs: ReportInputs, bench: str) -> list[str]:
             lines.append(_row(f"{label} — Δ ours − card", cells))
     for variant, block in inputs.published.items():
         if bench in block:
-            model = inputs.published_manifest.get("checkpoints", {}).get(variant, {}).get("model",
-                                                                                           PUBLISHED.get(variant))
+            record = inputs.published_manifest.get("checkpoints", {}).get(variant)
+            model = model_label(record) if record else PUBLISHED.get(variant)
             lines.append(_row(f"{model} — published checkpoint, our evaluation",
                               [value_cell(block[bench], k) for k in KEYS]))
     for slug, block in inputs.baseline.items():
-        model = inputs.models_manifest.get(slug, {}).get("model", slug)
-        lines.append(_row(f"{model} — untrained baseline", [value_cell(block[bench], k) for k in KEYS]))
+        lines.append(_row(f"{_base_label(inputs, slug)} — untrained baseline", [value_cell(block[bench], k) for k in KEYS]))
     return lines
+
+
+def _base_label(inputs: ReportInputs, slug: str) -> str:
+    """A base model's name in the report (see :func:`pipeline.provenance.model_label`)."""
+    record = inputs.models_manifest.get(slug)
+    return model_label(record) if record else slug
 
 
 def seed_section(inputs: ReportInputs) -> list[str]:
@@ -237,7 +243,7 @@ def protocol_section(inputs: ReportInputs) -> list[str]:
              "|---|---:|---:|---:|---:|---:|---:|"]
     rows = [(f"{label_of(r.name)} — ours", r.metrics) for r in inputs.variants]
     rows += [(f"{v} — published", m) for v, m in inputs.published.items()]
-    rows += [(f"{inputs.models_manifest.get(s, {}).get('model', s)} — untrained", m)
+    rows += [(f"{_base_label(inputs, s)} — untrained", m)
              for s, m in inputs.baseline.items()]
     for label, metrics in rows:
         by = metrics.get("by_protocol", {})
@@ -308,14 +314,15 @@ def provenance_section(inputs: ReportInputs) -> list[str]:
     for key in sorted(inputs.data_manifest):
         f = inputs.data_manifest[key]
         pin = "" if f.get("sha256_pinned") else " (recorded, not pinned)"
-        lines.append(f"| {key} | `{f['file']}` | {f['source']} | {f.get('revision') or '-'} | "
+        lines.append(f"| {key} | `{f['file']}` | {source_label(f['source'])} | {f.get('revision') or '-'} | "
                      f"`{f['sha256']}`{pin} | {f.get('rows', '-')} |")
     lines += ["", "### Base models", "", "| Model | From | Requested revision | Resolved commit | Weights sha256 |",
               "|---|---|---|---|---|"]
     for slug in sorted(inputs.models_manifest):
         m = inputs.models_manifest[slug]
         warn = "" if m.get("pinned") else " ⚠ branch or tag, not a pinned commit"
-        lines.append(f"| {m.get('model', slug)} | {m.get('source')} | {m.get('revision') or '-'}{warn} | "
+        source = "local folder" if is_local_record(m) else m.get("source")
+        lines.append(f"| {_base_label(inputs, slug)} | {source} | {m.get('revision') or '-'}{warn} | "
                      f"{m.get('commit') or '-'} | `{m.get('files', {}).get('model.safetensors', '-')}` |")
     wiki, nli = inputs.train_manifests.get("wiki") or {}, inputs.train_manifests.get("nli") or {}
     lines += [""]
@@ -328,7 +335,7 @@ def provenance_section(inputs: ReportInputs) -> list[str]:
     for result in inputs.variants:
         lines += [f"### {label_of(result.name)} (`{result.name}`)", ""]
         first = next(iter(result.trainings.values()), {})
-        cfg = first.get("config", {})
+        cfg = shown_config(first)
         env = first.get("environment", {})
         for label, training in result.trainings.items():
             metric = training.get("selection_metric", "")
@@ -365,7 +372,7 @@ def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons
         lines += ["| Variant | Base model | Training data | KorSTS test AVG (card) | KLUE-STS dev AVG (card) |",
                   "|---|---|---|---:|---:|"]
         for r in inputs.variants:
-            cfg = next(iter(r.trainings.values()), {}).get("config", {})
+            cfg = shown_config(next(iter(r.trainings.values()), {}))
             data = {"wiki": "wiki corpus (unsup)", "nli": "KorNLI triplets (sup)"}.get(cfg.get("data"), "-")
             cells = []
             for bench in BENCHMARKS:

@@ -162,7 +162,8 @@ def train_variant(
             record = {
                 "variant": variant, "seed": seed, "fingerprint": fp,
                 "config": {**record_config, "seed": seed},
-                "base_model": {k: base_record.get(k) for k in ("model", "source", "revision", "commit", "pinned")},
+                "base_model": {**{k: base_record.get(k) for k in ("model", "source", "revision", "commit", "pinned")},
+                               "weights_sha256": base_record["files"].get("model.safetensors")},
                 "selected_step": result.selected_step, "selection_metric": f"korsts_dev.{SELECTION[settings.recipe]}",
                 "best_dev": result.best_dev, "total_steps": result.total_steps, "dev_history": result.dev_history,
                 "seeds": list(seeds), "processes": info.world, "device": str(device.type),
