@@ -9,29 +9,25 @@ import yaml
 
 from pipeline.card import CARD, COLUMN_TITLES, card_row, row_label
 from pipeline.evaluate import BENCHMARKS
-from pipeline.metrics import COLUMNS, KEYS
+from pipeline.metrics import KEYS
+from pipeline.mteb import TASKS, model_index_entry
 from pipeline.provenance import is_local_record, model_label, shown_config
-
-HUB_DATASETS = {"korsts_test": ("kor_nlu", "sts", "test"), "klue_dev": ("klue", "sts", "validation")}
 
 
 def _fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
+def package_name(variant: str) -> str:
+    """The packaged model's name (model card title, MTEB results folder)."""
+    return f"simcse-ko-{variant}-repro"
+
+
 def model_index(name: str, metrics: dict) -> list[dict]:
-    """The ``model-index`` metadata: the eight columns (x100) per benchmark."""
-    results = []
-    for bench, (_, title) in BENCHMARKS.items():
-        if bench not in metrics:
-            continue
-        hub_id, config, split = HUB_DATASETS[bench]
-        results.append({
-            "task": {"type": "sentence-similarity", "name": "Semantic Textual Similarity"},
-            "dataset": {"name": title, "type": hub_id, "config": config, "split": split},
-            "metrics": [{"type": key, "value": round(metrics[bench][key], 2),
-                         "name": COLUMN_TITLES[KEYS.index(key)]} for key in COLUMNS],
-        })
+    """The ``model-index`` metadata, as ``mteb create_meta`` writes it: MTEB's KorSTS and KLUE-STS task
+    and dataset names, every score x100, under the protocol that matches MTEB's (see pipeline.mteb)."""
+    results = [model_index_entry(metrics, bench) for bench, task in TASKS.items()
+               if bench in metrics.get("by_protocol", {}).get(task["protocol"], {})]
     return [{"name": name, "results": results}]
 
 
@@ -46,7 +42,7 @@ def render_model_card(training: dict, metrics: dict) -> str:
     cfg = shown_config(training)
     base = training["base_model"]
     base_name = model_label(base)
-    name = f"simcse-ko-{variant}-repro"
+    name = package_name(variant)
     datasets = ["klue", "kor_nlu"] + (["kor_nli"] if cfg["data"] == "nli" else [])
     meta = {
         "language": ["ko"],
@@ -70,7 +66,10 @@ def render_model_card(training: dict, metrics: dict) -> str:
              "simcse-ko-repro DVC pipeline; every number below comes from that pipeline's evaluate stage.", "",
              f"Selected at training step {training['selected_step']} of {training['total_steps']} by "
              f"{training['selection_metric']} = {training['best_dev'].get(training['selection_metric'].split('.')[-1], float('nan')):.2f}.",
-             "", "## Results (x100; AVG = mean of the eight columns)", ""]
+             "", "## Results (x100; AVG = mean of the eight columns)", "",
+             "Under the card's evaluation protocol. The `model-index` metadata above carries MTEB's KorSTS "
+             "and KLUE-STS scores instead (KorSTS sentences as published, KLUE-STS `labels.label`), named as "
+             "MTEB names them.", ""]
     for bench, (_, title) in BENCHMARKS.items():
         if bench not in metrics:
             continue

@@ -435,6 +435,34 @@ def draw_figures(inputs: ReportInputs, folder: Path, rel: str = "figures") -> di
     return figures
 
 
+def mteb_models(inputs: ReportInputs, stage_timings: dict) -> dict[str, dict]:
+    """Every model the pipeline evaluated, named as on the hub, for :func:`pipeline.mteb.write_results`:
+    the variants as packaged (``simcse-ko-<variant>-repro``), the published checkpoints and the untrained
+    base models. A stage that evaluated several models shares its wall time evenly among them (the only
+    evaluation time recorded per model)."""
+    from pipeline.hub import model_slug
+    from pipeline.modelcard import package_name
+
+    def seconds(stage: str, share: int = 1) -> float | None:
+        wall = stage_timings.get(stage, {}).get("wall_seconds")
+        return None if wall is None else round(wall / max(share, 1), 2)
+
+    models = {package_name(r.name): {"metrics": r.metrics, "revision": None, "seconds": seconds(f"evaluate@{r.name}")}
+              for r in inputs.variants}
+    checkpoints = inputs.published_manifest.get("checkpoints", {})
+    for variant, metrics in inputs.published.items():
+        record = checkpoints.get(variant, {"model": PUBLISHED.get(variant, variant)})
+        name = model_slug(record["model"]) if is_local_record(record) else record["model"]
+        models[name] = {"metrics": metrics, "revision": record.get("commit"),
+                        "seconds": seconds("published", len(inputs.published))}
+    for slug, metrics in inputs.baseline.items():
+        record = inputs.models_manifest.get(slug)
+        name = record["model"] if record and not is_local_record(record) else slug
+        models[name] = {"metrics": metrics, "revision": (record or {}).get("commit"),
+                        "seconds": seconds("baseline", len(inputs.baseline))}
+    return models
+
+
 def timings(timing_dir: Path) -> dict:
     """All stage wall times (timings/*.json), keyed by stage."""
     out = {}
