@@ -76,7 +76,8 @@ def model_index_entry(metrics: dict, bench: str) -> dict:
         "task": {"type": "STS"},
         "dataset": {"type": task["dataset"], "name": f"MTEB {task['name']} ({task['config']})",
                     "config": task["config"], "split": task["split"], "revision": task["revision"]},
-        "metrics": [{"type": key, "value": round(value * 100, 2)} for key, value in mteb_scores(metrics, bench).items()],
+        "metrics": [{"type": key, "value": round(value * 100, 2)}
+                    for key, value in mteb_scores(metrics, bench).items()],
     }
 
 

@@ -204,7 +204,8 @@ def benchmark_table(inputs: ReportInputs, bench: str) -> list[str]:
             lines.append(_row(f"{model} — published checkpoint, our evaluation",
                               [value_cell(block[bench], k) for k in KEYS]))
     for slug, block in inputs.baseline.items():
-        lines.append(_row(f"{_base_label(inputs, slug)} — untrained baseline", [value_cell(block[bench], k) for k in KEYS]))
+        lines.append(_row(f"{_base_label(inputs, slug)} — untrained baseline",
+                          [value_cell(block[bench], k) for k in KEYS]))
     return lines
 
 

@@ -19,7 +19,8 @@ from tests.test_report import _scores, _sets
 def metrics():
     sets = _sets()
     # different gold scores per protocol, so a block read from the wrong protocol cannot match
-    sets["clean"] = {b: type(s)(s.name, s.sentence1, s.sentence2, s.scores[::-1].copy()) for b, s in sets["card"].items()}
+    sets["clean"] = {b: type(s)(s.name, s.sentence1, s.sentence2, s.scores[::-1].copy())
+                     for b, s in sets["card"].items()}
     return summarize(sets, [_scores(sets, 0.5, 1)], protocol="card", bootstrap=BootstrapConfig(resamples=100))
 
 

@@ -52,7 +52,8 @@ def test_dvclive_summary_holds_the_selected_steps_dev_scores(trained):
     assert summary["dev"] == pytest.approx({k: v for k, v in selected.items() if k != "step"})
     assert summary["dev"]["cosine_spearman"] != pytest.approx(history[-1]["cosine_spearman"])
     # the plots keep every evaluation, the last one included
-    header, *rows = (live / "plots" / "metrics" / f"seed-{SEED}" / "dev" / "cosine_spearman.tsv").read_text().splitlines()
+    tsv = live / "plots" / "metrics" / f"seed-{SEED}" / "dev" / "cosine_spearman.tsv"
+    header, *rows = tsv.read_text().splitlines()
     step = header.split("\t").index("step")
     assert [int(r.split("\t")[step]) for r in rows] == [h["step"] for h in history]
 
