@@ -9,28 +9,25 @@ import yaml
 
 from pipeline.card import CARD, COLUMN_TITLES, card_row, row_label
 from pipeline.evaluate import BENCHMARKS
-from pipeline.metrics import COLUMNS, KEYS
-
-HUB_DATASETS = {"korsts_test": ("kor_nlu", "sts", "test"), "klue_dev": ("klue", "sts", "validation")}
+from pipeline.metrics import KEYS
+from pipeline.mteb import TASKS, model_index_entry
+from pipeline.provenance import is_local_record, model_label, shown_config
 
 
 def _fmt(x: float) -> str:
     return f"{x:.2f}"
 
 
+def package_name(variant: str) -> str:
+    """The packaged model's name (model card title, MTEB results folder)."""
+    return f"simcse-ko-{variant}-repro"
+
+
 def model_index(name: str, metrics: dict) -> list[dict]:
-    """The ``model-index`` metadata: the eight columns (x100) per benchmark."""
-    results = []
-    for bench, (_, title) in BENCHMARKS.items():
-        if bench not in metrics:
-            continue
-        hub_id, config, split = HUB_DATASETS[bench]
-        results.append({
-            "task": {"type": "sentence-similarity", "name": "Semantic Textual Similarity"},
-            "dataset": {"name": title, "type": hub_id, "config": config, "split": split},
-            "metrics": [{"type": key, "value": round(metrics[bench][key], 2),
-                         "name": COLUMN_TITLES[KEYS.index(key)]} for key in COLUMNS],
-        })
+    """The ``model-index`` metadata, as ``mteb create_meta`` writes it: MTEB's KorSTS and KLUE-STS task
+    and dataset names, every score x100, under the protocol that matches MTEB's (see pipeline.mteb)."""
+    results = [model_index_entry(metrics, bench) for bench, task in TASKS.items()
+               if bench in metrics.get("by_protocol", {}).get(task["protocol"], {})]
     return [{"name": name, "results": results}]
 
 
@@ -42,9 +39,10 @@ def render_model_card(training: dict, metrics: dict) -> str:
         metrics: the variant's metrics JSON (evaluate stage).
     """
     variant = training["variant"]
-    cfg = training["config"]
+    cfg = shown_config(training)
     base = training["base_model"]
-    name = f"simcse-ko-{variant}-repro"
+    base_name = model_label(base)
+    name = package_name(variant)
     datasets = ["klue", "kor_nlu"] + (["kor_nli"] if cfg["data"] == "nli" else [])
     meta = {
         "language": ["ko"],
@@ -52,22 +50,26 @@ def render_model_card(training: dict, metrics: dict) -> str:
         "library_name": "sentence-transformers",
         "pipeline_tag": "sentence-similarity",
         "tags": ["sentence-transformers", "feature-extraction", "sentence-similarity", "simcse"],
-        "base_model": base["model"],
-        "datasets": datasets,
-        "model-index": model_index(name, metrics),
     }
+    if not is_local_record(base):  # the hub's base_model takes a hub id; a local folder's path means nothing there
+        meta["base_model"] = base["model"]
+    meta["datasets"] = datasets
+    meta["model-index"] = model_index(name, metrics)
     objective = ("unsupervised SimCSE on a Korean Wikipedia corpus (each sentence is its own positive; "
                  "dropout makes the two views)" if cfg["data"] == "wiki" else
                  "supervised SimCSE on KorNLI triplets (entailment positives, contradiction hard negatives)")
     lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
              f"# {name}", "",
-             f"A Korean sentence encoder trained with {objective}, starting from `{base['model']}`"
+             f"A Korean sentence encoder trained with {objective}, starting from `{base_name}`"
              + (f" (commit `{base['commit']}`)" if base.get("commit") else "") + ".",
              f"It reproduces the row **{row_label(variant)}** of the SimCSE-KO model card with the "
              "simcse-ko-repro DVC pipeline; every number below comes from that pipeline's evaluate stage.", "",
              f"Selected at training step {training['selected_step']} of {training['total_steps']} by "
              f"{training['selection_metric']} = {training['best_dev'].get(training['selection_metric'].split('.')[-1], float('nan')):.2f}.",
-             "", "## Results (x100; AVG = mean of the eight columns)", ""]
+             "", "## Results (x100; AVG = mean of the eight columns)", "",
+             "Under the card's evaluation protocol. The `model-index` metadata above carries MTEB's KorSTS "
+             "and KLUE-STS scores instead (KorSTS sentences as published, KLUE-STS `labels.label`), named as "
+             "MTEB names them.", ""]
     for bench, (_, title) in BENCHMARKS.items():
         if bench not in metrics:
             continue

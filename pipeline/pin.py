@@ -23,6 +23,7 @@ import yaml
 
 from pipeline.errors import UserError
 from pipeline.hub import is_commit
+from pipeline.sources import source_url
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,13 @@ def plan_pins(params: dict, raw_files: dict[str, dict], models: dict[str, dict])
     """
     pins: list[Pin] = []
     problems: list[str] = []
+    roots = params.get("source_roots") or {}
     for key, entry in (params.get("sources") or {}).items():
         record = raw_files.get(key)
         if record is None:
             continue
-        source = entry["url"].replace("{revision}", entry.get("revision") or "")
+        # as the download stage records it: source_roots filled in, then the revision
+        source = source_url(key, entry["url"], roots).replace("{revision}", entry.get("revision") or "")
         if record.get("source") != source or record.get("revision") != entry.get("revision"):
             problems.append(f"sources.{key}: data/raw/manifest.json records {record.get('source')} at revision "
                             f"{record.get('revision')}, params.yaml now names {source}; rerun `dvc repro download`")

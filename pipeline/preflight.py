@@ -27,7 +27,7 @@ from pipeline.errors import UserError
 from pipeline.hub import HUB_ID, is_commit, read_hub_config, repo_listing, required_files
 from pipeline.modeling import SAFETENSORS
 from pipeline.params import Params, check_choice, effective_seeds, train_config
-from pipeline.sources import check_sources, file_name
+from pipeline.sources import file_name, resolved_sources
 
 DEVICES = ("cuda", "cpu")
 #: One retry per hub call, not the stages' four: a preflight should answer in seconds when the hub is down.
@@ -203,7 +203,7 @@ class Plan:
 def read_plan(params: Params) -> Plan:
     """Validate the params preflight needs (the validate stage checks the rest); UserError if invalid."""
     src = params.source
-    sources = check_sources(params.get("sources"), src)
+    sources = resolved_sources(params)
     configs = {name: train_config(params, name) for name in params.variant_names()}
     first = next(iter(configs.values()))
     revisions = params.get("model_revisions") or {}

@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
 
 
 def code_version(root: Path | str = ".") -> dict:
@@ -33,6 +33,49 @@ def describe_code(code: dict) -> str:
     if not code.get("commit"):
         return "unknown commit (not a git checkout)"
     return f"commit `{code['commit'][:12]}`" + (" with uncommitted changes" if code.get("dirty") else "")
+
+
+def is_local_record(record: dict) -> bool:
+    """True if a model record (fetch_model manifest, training.json ``base_model``, published manifest)
+    describes a local folder rather than a hub repository."""
+    if record.get("kind"):
+        return record["kind"] == "local"
+    source = record.get("source")
+    return bool(source) and "://" not in source
+
+
+def model_label(record: dict) -> str:
+    """How reports and model cards name a model: a hub id as it is; a local folder by its folder name
+    and the sha256 of its weights — never its path, which belongs to one machine (and may be absolute).
+
+    Args:
+        record: has ``model`` and ``source``/``kind``; the weights hash from ``weights_sha256`` or
+            ``files["model.safetensors"]``.
+    """
+    if not is_local_record(record):
+        return str(record["model"])
+    sha = record.get("weights_sha256") or (record.get("files") or {}).get("model.safetensors")
+    name = PurePath(str(record["model"])).name
+    return f"{name} (local folder, weights sha256 {sha[:12]})" if sha else f"{name} (local folder)"
+
+
+def shown_config(training: dict) -> dict:
+    """A training.json's ``config`` as reports and model cards show it: ``model`` named by
+    :func:`model_label` of the run's base model (the config holds the param as given)."""
+    cfg = dict(training.get("config", {}))
+    base = training.get("base_model")
+    if base and "model" in cfg:
+        cfg["model"] = model_label(base)
+    return cfg
+
+
+def source_label(source: str) -> str:
+    """A data source as reports show it: URLs and project-relative paths as written, an absolute
+    local path or ``file://`` URL by its file name only (the sha256 beside it identifies the bytes)."""
+    path = source[len("file://"):] if source.startswith("file://") else source
+    if "://" in path or not PurePath(path).is_absolute():
+        return source
+    return f"local file {PurePath(path).name}"
 
 
 def cpu_model() -> str:

@@ -21,6 +21,7 @@ from pipeline.evaluate import BENCHMARKS, read_predictions
 from pipeline.hub import models_manifest
 from pipeline.metrics import KEYS, bootstrap_intervals
 from pipeline.params import BootstrapConfig
+from pipeline.provenance import is_local_record, model_label, shown_config, source_label
 
 SELECTION_LABEL = {"korsts_dev.cosine_pearson": "KorSTS dev cosine Pearson",
                    "korsts_dev.cosine_spearman": "KorSTS dev cosine Spearman"}
@@ -198,14 +199,20 @@ def benchmark_table(inputs: ReportInputs, bench: str) -> list[str]:
             lines.append(_row(f"{label} — Δ ours − card", cells))
     for variant, block in inputs.published.items():
         if bench in block:
-            model = inputs.published_manifest.get("checkpoints", {}).get(variant, {}).get("model",
-                                                                                           PUBLISHED.get(variant))
+            record = inputs.published_manifest.get("checkpoints", {}).get(variant)
+            model = model_label(record) if record else PUBLISHED.get(variant)
             lines.append(_row(f"{model} — published checkpoint, our evaluation",
                               [value_cell(block[bench], k) for k in KEYS]))
     for slug, block in inputs.baseline.items():
-        model = inputs.models_manifest.get(slug, {}).get("model", slug)
-        lines.append(_row(f"{model} — untrained baseline", [value_cell(block[bench], k) for k in KEYS]))
+        lines.append(_row(f"{_base_label(inputs, slug)} — untrained baseline",
+                          [value_cell(block[bench], k) for k in KEYS]))
     return lines
+
+
+def _base_label(inputs: ReportInputs, slug: str) -> str:
+    """A base model's name in the report (see :func:`pipeline.provenance.model_label`)."""
+    record = inputs.models_manifest.get(slug)
+    return model_label(record) if record else slug
 
 
 def seed_section(inputs: ReportInputs) -> list[str]:
@@ -237,7 +244,7 @@ def protocol_section(inputs: ReportInputs) -> list[str]:
              "|---|---:|---:|---:|---:|---:|---:|"]
     rows = [(f"{label_of(r.name)} — ours", r.metrics) for r in inputs.variants]
     rows += [(f"{v} — published", m) for v, m in inputs.published.items()]
-    rows += [(f"{inputs.models_manifest.get(s, {}).get('model', s)} — untrained", m)
+    rows += [(f"{_base_label(inputs, s)} — untrained", m)
              for s, m in inputs.baseline.items()]
     for label, metrics in rows:
         by = metrics.get("by_protocol", {})
@@ -308,14 +315,15 @@ def provenance_section(inputs: ReportInputs) -> list[str]:
     for key in sorted(inputs.data_manifest):
         f = inputs.data_manifest[key]
         pin = "" if f.get("sha256_pinned") else " (recorded, not pinned)"
-        lines.append(f"| {key} | `{f['file']}` | {f['source']} | {f.get('revision') or '-'} | "
+        lines.append(f"| {key} | `{f['file']}` | {source_label(f['source'])} | {f.get('revision') or '-'} | "
                      f"`{f['sha256']}`{pin} | {f.get('rows', '-')} |")
     lines += ["", "### Base models", "", "| Model | From | Requested revision | Resolved commit | Weights sha256 |",
               "|---|---|---|---|---|"]
     for slug in sorted(inputs.models_manifest):
         m = inputs.models_manifest[slug]
         warn = "" if m.get("pinned") else " ⚠ branch or tag, not a pinned commit"
-        lines.append(f"| {m.get('model', slug)} | {m.get('source')} | {m.get('revision') or '-'}{warn} | "
+        source = "local folder" if is_local_record(m) else m.get("source")
+        lines.append(f"| {_base_label(inputs, slug)} | {source} | {m.get('revision') or '-'}{warn} | "
                      f"{m.get('commit') or '-'} | `{m.get('files', {}).get('model.safetensors', '-')}` |")
     wiki, nli = inputs.train_manifests.get("wiki") or {}, inputs.train_manifests.get("nli") or {}
     lines += [""]
@@ -328,7 +336,7 @@ def provenance_section(inputs: ReportInputs) -> list[str]:
     for result in inputs.variants:
         lines += [f"### {label_of(result.name)} (`{result.name}`)", ""]
         first = next(iter(result.trainings.values()), {})
-        cfg = first.get("config", {})
+        cfg = shown_config(first)
         env = first.get("environment", {})
         for label, training in result.trainings.items():
             metric = training.get("selection_metric", "")
@@ -365,7 +373,7 @@ def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons
         lines += ["| Variant | Base model | Training data | KorSTS test AVG (card) | KLUE-STS dev AVG (card) |",
                   "|---|---|---|---:|---:|"]
         for r in inputs.variants:
-            cfg = next(iter(r.trainings.values()), {}).get("config", {})
+            cfg = shown_config(next(iter(r.trainings.values()), {}))
             data = {"wiki": "wiki corpus (unsup)", "nli": "KorNLI triplets (sup)"}.get(cfg.get("data"), "-")
             cells = []
             for bench in BENCHMARKS:
@@ -426,6 +434,34 @@ def draw_figures(inputs: ReportInputs, folder: Path, rel: str = "figures") -> di
         figs[f"AVG and the eight columns, ours vs the card — {label}"] = f"{rel}/bars_{r.name}.png"
         figures[r.name] = figs
     return figures
+
+
+def mteb_models(inputs: ReportInputs, stage_timings: dict) -> dict[str, dict]:
+    """Every model the pipeline evaluated, named as on the hub, for :func:`pipeline.mteb.write_results`:
+    the variants as packaged (``simcse-ko-<variant>-repro``), the published checkpoints and the untrained
+    base models. A stage that evaluated several models shares its wall time evenly among them (the only
+    evaluation time recorded per model)."""
+    from pipeline.hub import model_slug
+    from pipeline.modelcard import package_name
+
+    def seconds(stage: str, share: int = 1) -> float | None:
+        wall = stage_timings.get(stage, {}).get("wall_seconds")
+        return None if wall is None else round(wall / max(share, 1), 2)
+
+    models = {package_name(r.name): {"metrics": r.metrics, "revision": None, "seconds": seconds(f"evaluate@{r.name}")}
+              for r in inputs.variants}
+    checkpoints = inputs.published_manifest.get("checkpoints", {})
+    for variant, metrics in inputs.published.items():
+        record = checkpoints.get(variant, {"model": PUBLISHED.get(variant, variant)})
+        name = model_slug(record["model"]) if is_local_record(record) else record["model"]
+        models[name] = {"metrics": metrics, "revision": record.get("commit"),
+                        "seconds": seconds("published", len(inputs.published))}
+    for slug, metrics in inputs.baseline.items():
+        record = inputs.models_manifest.get(slug)
+        name = record["model"] if record and not is_local_record(record) else slug
+        models[name] = {"metrics": metrics, "revision": (record or {}).get("commit"),
+                        "seconds": seconds("baseline", len(inputs.baseline))}
+    return models
 
 
 def timings(timing_dir: Path) -> dict:

@@ -73,6 +73,19 @@ def check_writable(folder: Path) -> None:
         raise UserError(f"{folder}: not writable ({exc.strerror or type(exc).__name__}); {expected}") from None
 
 
+def summarize_selected(live, prefix: str, selected_step: int, best_dev: dict[str, float]) -> None:
+    """Put the selected step's dev scores into dvclive's summary (``metrics.json``, what
+    ``dvc exp show`` lists) under ``<prefix>/dev``, and the step under ``<prefix>/selected_step``.
+
+    dvclive's summary holds the last value logged for each metric, i.e. the last
+    evaluation's dev scores; the model the stage keeps is the selected step's. The
+    per-step history (the plots) is left as logged.
+    """
+    seed_summary = live.summary.setdefault(prefix, {})
+    seed_summary["dev"] = {name: float(value) for name, value in best_dev.items()}
+    seed_summary["selected_step"] = int(selected_step)
+
+
 def train_variant(
     settings: TrainSettings,
     *,
@@ -135,7 +148,8 @@ def train_variant(
             check_writable(folder)
     common = {
         "variant": variant, "selection_metric": f"korsts_dev.{SELECTION[settings.recipe]}",
-        "base_model": {k: base_record.get(k) for k in ("model", "source", "revision", "commit", "pinned")},
+        "base_model": {**{k: base_record.get(k) for k in ("model", "source", "revision", "commit", "pinned")},
+                       "weights_sha256": base_record["files"].get("model.safetensors")},
         "seeds": list(seeds), "processes": info.world, "device": str(device.type),
         "environment": environment(), "data": meta["data_manifest"],
     }
@@ -169,6 +183,7 @@ def train_variant(
                 record = json.loads(record_path.read_text())
                 if live is not None:
                     replay(json.loads((seed_dir / "history.json").read_text()))
+                    summarize_selected(live, prefix, record["selected_step"], record["best_dev"])
                 print(f"seed {seed}: already trained (resume area), step {record['selected_step']} selected",
                       flush=True)
                 timings[seed] = {"already_trained": True}
@@ -193,6 +208,8 @@ def train_variant(
                 record["selection_fallback"] = "no finite KorSTS dev score at any evaluation: the last step is kept"
             # operational facts (time, resumption) stay out of the model folder, which must be reproducible
             timings[seed] = {"wall_seconds": round(result.wall_seconds, 2), "resumed_from_step": result.resumed_from}
+            if live is not None:
+                summarize_selected(live, prefix, result.selected_step, result.best_dev)
             if info.is_main:
                 write_json(seed_dir / "history.json", [[step, values] for step, values in result.history])
                 write_json(record_path, record)

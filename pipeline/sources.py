@@ -1,18 +1,26 @@
 """The data sources of the pipeline: what each file is, where it comes from, how it is checked.
 
 ``params.yaml`` lists each source under ``sources.<key>`` with a URL (or local
-path), a pinned revision and, where known, a sha256. The key fixes the file's
+path), a pinned revision and, where known, a sha256. A URL may start with a
+``{<root>}`` placeholder naming an entry of ``source_roots`` (a shared URL
+prefix): that keeps every line of params.yaml short enough that DVC's YAML
+round trip (``dvc exp run -S``) does not rewrap it. The key fixes the file's
 name under data/raw and the parser that validates it right after download, so
 a malformed benchmark fails in the download stage, not after hours of training.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
 from pipeline import data
 from pipeline.errors import UserError
+
+#: ``{name}`` in a source URL: a ``source_roots`` entry, or ``{revision}`` (filled by the download).
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
 
 def _corpus_counts(path: Path) -> dict[str, int]:
     corpus = data.read_corpus(path)
@@ -48,9 +56,38 @@ def file_name(key: str) -> str:
     return SOURCES[key][0]
 
 
-def check_sources(sources: Any, where: str = "params.yaml") -> dict[str, dict]:
-    """Validate the ``sources`` mapping: every known key present with a url; revision a string or
-    null; sha256 64 hex or null."""
+def check_roots(roots: Any, where: str = "params.yaml") -> dict[str, str]:
+    """Validate ``source_roots`` (absent or empty = none): a mapping of placeholder name -> URL prefix."""
+    if roots in (None, {}):
+        return {}
+    if not isinstance(roots, dict) or not all(isinstance(v, str) and v for v in roots.values()):
+        raise UserError(f"{where}: source_roots must map a name to a URL prefix (used as {{name}} in sources.*.url)")
+    bad = [k for k in roots if not PLACEHOLDER.fullmatch(f"{{{k}}}") or k == "revision"]
+    if bad:
+        raise UserError(f"{where}: source_roots.{bad[0]}: expected a name of letters, digits and _ "
+                        "(not 'revision', which each source sets itself)")
+    return roots
+
+
+def source_url(key: str, url: str, roots: dict[str, str], where: str = "params.yaml") -> str:
+    """``sources.<key>.url`` with its ``{<root>}`` placeholders filled from ``roots``; ``{revision}`` stays."""
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        if name == "revision":
+            return match.group(0)
+        if name not in roots:
+            known = ", ".join(sorted(roots)) or "none defined"
+            raise UserError(f"{where}: sources.{key}.url = {url!r}: unknown placeholder {{{name}}}; "
+                            f"expected {{revision}} or a source_roots entry ({known})")
+        return roots[name]
+
+    return PLACEHOLDER.sub(fill, url)
+
+
+def check_sources(sources: Any, where: str = "params.yaml", roots: Any = None) -> dict[str, dict]:
+    """Validate the ``sources`` mapping: every known key present with a url whose placeholders are
+    ``{revision}`` or ``source_roots`` names (``roots``); revision a string or null; sha256 64 hex or null."""
+    roots = check_roots(roots, where)
     if not isinstance(sources, dict):
         raise UserError(f"{where}: sources must be a mapping of source name -> {{url, revision, sha256}}")
     missing = [k for k in SOURCES if k not in sources]
@@ -62,6 +99,7 @@ def check_sources(sources: Any, where: str = "params.yaml") -> dict[str, dict]:
     for key, entry in sources.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or not entry["url"]:
             raise UserError(f"{where}: sources.{key}.url must be a URL or a local path")
+        source_url(key, entry["url"], roots, where)
         revision = entry.get("revision")
         if revision is not None and not isinstance(revision, str):  # YAML reads `1.0` as a float
             raise UserError(f"{where}: sources.{key}.revision = {revision!r}: expected a string "
@@ -71,3 +109,13 @@ def check_sources(sources: Any, where: str = "params.yaml") -> dict[str, dict]:
                                 or any(c not in "0123456789abcdefABCDEF" for c in sha)):
             raise UserError(f"{where}: sources.{key}.sha256 = {sha!r}: expected 64 hex characters or null")
     return sources
+
+
+def resolved_sources(params) -> dict[str, dict]:
+    """``sources`` of a :class:`pipeline.params.Params`, validated, with ``source_roots`` filled into each
+    URL (``{revision}`` is left for the download to fill)."""
+    roots = params.get("source_roots", {})
+    sources = check_sources(params.get("sources"), params.source, roots)
+    roots = check_roots(roots, params.source)
+    return {key: {**entry, "url": source_url(key, entry["url"], roots, params.source)}
+            for key, entry in sources.items()}

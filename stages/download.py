@@ -17,11 +17,12 @@ from pipeline.download import fetch, resolve_source
 from pipeline.provenance import Timer, write_timing
 from pipeline.errors import UserError, cli_entry
 from pipeline.params import Params
-from pipeline.sources import SOURCES, check_sources
+from pipeline.sources import SOURCES, resolved_sources
 
 
 def read_params(params: Params) -> dict:
-    return check_sources(params.get("sources"), params.source)
+    """The ``sources`` mapping, validated, with ``source_roots`` filled into each URL."""
+    return resolved_sources(params)
 
 
 def download_all(sources: dict, out: Path) -> dict:

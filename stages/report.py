@@ -4,8 +4,10 @@
         --raw data/raw --data-models data/models --train data/train --timings timings
 
 Writes <out>/README.md (deterministic markdown), <out>/metrics.json (every
-number the tables show), <out>/figures/*.png and <out>/timings.json (wall
-times; kept out of README.md so identical runs give identical markdown).
+number the tables show), <out>/figures/*.png, <out>/timings.json (wall
+times; kept out of README.md so identical runs give identical markdown) and
+<out>/mteb/<model>/<revision>/<task>.json (MTEB's result format, every
+evaluated model).
 Variants without results yet are left out, so the report can follow a
 partial run (`dvc repro train@bert-sup` then `python -m stages.report ...`).
 """
@@ -43,9 +45,23 @@ def build(cfg: dict, args: argparse.Namespace) -> Path:
     with atomic_dir(out / "figures") as tmp:
         figures = report.draw_figures(inputs, tmp)
     write_json(out / "metrics.json", report.combined_metrics(inputs, comparisons))
-    write_json(out / "timings.json", report.timings(args.timings))
+    stage_timings = report.timings(args.timings)
+    write_json(out / "timings.json", stage_timings)
+    write_mteb(inputs, stage_timings, out / "mteb")
     write_text(out / "README.md", report.render(inputs, figures, comparisons))
     return out / "README.md"
+
+
+def write_mteb(inputs, stage_timings: dict, folder: Path) -> None:
+    """MTEB-format results (one JSON per task) of every evaluated model into ``folder``."""
+    from pipeline import mteb
+
+    from pipeline.report import mteb_models
+
+    models = mteb_models(inputs, stage_timings)
+    revisions = {bench: inputs.data_manifest.get(bench, {}).get("revision") for bench in mteb.TASKS}
+    with atomic_dir(folder) as tmp:
+        mteb.write_results(tmp, models, revisions)
 
 
 @cli_entry

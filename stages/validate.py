@@ -22,7 +22,7 @@ from stages import fetch_model, published, triplets
 
 def validate(params: Params) -> list[str]:
     """Validate every section; return the variant names."""
-    check_sources(params.get("sources"), params.source)
+    check_sources(params.get("sources"), params.source, params.get("source_roots", {}))
     names = params.variant_names()
     for name in names:
         train_config(params, name)

@@ -27,10 +27,14 @@ def _sha(key: str) -> str:
 
 def _raw_manifest(params: dict, **override: str) -> dict:
     """data/raw/manifest.json as the download stage writes it: pinned hashes as pinned, the rest recorded."""
+    from pipeline.params import Params
+    from pipeline.sources import resolved_sources
+
     files = {}
+    urls = {key: entry["url"] for key, entry in resolved_sources(Params(params)).items()}  # roots filled in
     for key, entry in params["sources"].items():
         revision = entry.get("revision")
-        files[key] = {"file": f"{key}.x", "source": entry["url"].replace("{revision}", revision or ""),
+        files[key] = {"file": f"{key}.x", "source": urls[key].replace("{revision}", revision or ""),
                       "revision": revision, "sha256": override.get(key) or entry.get("sha256") or _sha(key),
                       "sha256_pinned": entry.get("sha256") is not None, "bytes": 1, "rows": 1}
     return {"files": files}
@@ -68,9 +72,9 @@ def _changed_lines(old: str, new: str) -> list[tuple[str, str]]:
 EXPECTED_CHANGES = sorted([
     ("  klue/bert-base: main\n", f"  klue/bert-base: {COMMITS['klue/bert-base']}\n"),
     ("  klue/roberta-base: main\n", f"  klue/roberta-base: {COMMITS['klue/roberta-base']}\n"),
-    ("    sha256: null\n", f"    sha256: {_sha('corpus')}\n"),
-    ("    sha256: null\n", f"    sha256: {_sha('kornli_mnli')}\n"),
-    ("    sha256: null\n", f"    sha256: {_sha('kornli_snli')}\n"),
+    ("    sha256:\n", f"    sha256: {_sha('corpus')}\n"),
+    ("    sha256:\n", f"    sha256: {_sha('kornli_mnli')}\n"),
+    ("    sha256:\n", f"    sha256: {_sha('kornli_snli')}\n"),
 ])
 
 

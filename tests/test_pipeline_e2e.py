@@ -195,11 +195,27 @@ def test_model_card_metadata(project):
     meta = yaml.safe_load(text.split("---\n")[1])
     metrics = json.loads((project / "metrics" / "bert-unsup.json").read_text())
     assert meta["language"] == ["ko"] and meta["pipeline_tag"] == "sentence-similarity"
-    assert meta["base_model"] == "sources/tiny-bert"
+    assert "base_model" not in meta  # a local folder (the tiny model) has no hub id to name
+    assert "tiny-bert (local folder, weights sha256 " in text
     results = meta["model-index"][0]["results"]
-    assert [r["dataset"]["name"] for r in results] == ["KorSTS test", "KLUE-STS dev"]
+    assert [r["dataset"]["name"] for r in results] == ["MTEB KorSTS (default)", "MTEB KLUE-STS (default)"]
     values = {m["type"]: m["value"] for m in results[0]["metrics"]}
-    assert len(values) == 8 and values["cosine_spearman"] == round(metrics["korsts_test"]["cosine_spearman"], 2)
+    clean = metrics["by_protocol"]["clean"]["korsts_test"]  # MTEB's KorSTS: sentences as published
+    assert len(values) == 11 and values["main_score"] == round(clean["cosine_spearman"], 2)
+
+
+def test_mteb_results_for_every_evaluated_model(project, report_dir):
+    files = sorted(p.relative_to(report_dir / "mteb").as_posix() for p in (report_dir / "mteb").rglob("*.json"))
+    ours = [f"simcse-ko-{v}-repro/no_revision_available/{t}.json" for v in VARIANTS for t in ("KLUE-STS", "KorSTS")]
+    bases = [f"local--tiny-{m}/no_revision_available/{t}.json" for m in ("bert", "roberta")
+             for t in ("KLUE-STS", "KorSTS")]
+    assert files == sorted(ours + bases)
+    metrics = json.loads((project / "metrics" / "bert-sup.json").read_text())
+    klue = json.loads((report_dir / "mteb" / "simcse-ko-bert-sup-repro" / "no_revision_available" /
+                       "KLUE-STS.json").read_text())
+    score = klue["scores"]["validation"][0]
+    assert score["main_score"] == metrics["by_protocol"]["card"]["klue_dev"]["cosine_spearman"] / 100
+    assert klue["evaluation_time"] > 0 and klue["dataset_revision"] == "unknown"  # smoke sources have no revision
     assert "pooler_output" in text and "last_hidden_state" in text
 
 

@@ -1,0 +1,82 @@
+"""MTEB-format results: scores picked from the right protocol, fractions, MTEB's names and layout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline import mteb, report
+from pipeline.data import load_benchmark
+from pipeline.evaluate import summarize
+from pipeline.metrics import COLUMNS
+from pipeline.modelcard import model_index
+from pipeline.params import BootstrapConfig
+from tests.test_report import _scores, _sets
+
+
+@pytest.fixture(scope="module")
+def metrics():
+    sets = _sets()
+    # different gold scores per protocol, so a block read from the wrong protocol cannot match
+    sets["clean"] = {b: type(s)(s.name, s.sentence1, s.sentence2, s.scores[::-1].copy())
+                     for b, s in sets["card"].items()}
+    return summarize(sets, [_scores(sets, 0.5, 1)], protocol="card", bootstrap=BootstrapConfig(resamples=100))
+
+
+def test_task_results_use_mtebs_protocol_and_fractions(metrics):
+    korsts = mteb.task_result(metrics, "korsts_test", dataset_revision="abc", evaluation_time=1.5)
+    klue = mteb.task_result(metrics, "klue_dev", dataset_revision="def", evaluation_time=None)
+    assert set(korsts) == {"dataset_revision", "task_name", "mteb_version", "scores", "evaluation_time",
+                           "kg_co2_emissions"}
+    assert (korsts["task_name"], klue["task_name"]) == ("KorSTS", "KLUE-STS")
+    assert list(korsts["scores"]) == ["test"] and list(klue["scores"]) == ["validation"]
+    k, q = korsts["scores"]["test"][0], klue["scores"]["validation"][0]
+    clean, card = metrics["by_protocol"]["clean"]["korsts_test"], metrics["by_protocol"]["card"]["klue_dev"]
+    assert clean["cosine_spearman"] != pytest.approx(metrics["by_protocol"]["card"]["korsts_test"]["cosine_spearman"])
+    assert k["main_score"] == pytest.approx(clean["cosine_spearman"] / 100)  # KorSTS: sentences as published
+    assert q["main_score"] == pytest.approx(card["cosine_spearman"] / 100)  # KLUE-STS: labels.label
+    assert {key: k[key] for key in COLUMNS} == pytest.approx({key: clean[key] / 100 for key in COLUMNS})
+    assert k["spearman"] == k["cosine_spearman"] and k["pearson"] == k["cosine_pearson"]
+    assert (k["hf_subset"], k["languages"]) == ("default", ["kor-Hang"])
+    assert (korsts["dataset_revision"], korsts["evaluation_time"]) == ("abc", 1.5)
+
+
+def test_model_card_index_names_the_mteb_tasks(metrics):
+    results = model_index("m", metrics)[0]["results"]
+    assert [r["dataset"]["name"] for r in results] == ["MTEB KorSTS (default)", "MTEB KLUE-STS (default)"]
+    assert [(r["dataset"]["type"], r["dataset"]["split"]) for r in results] == [("dkoterwa/kor-sts", "test"),
+                                                                                ("klue/klue", "validation")]
+    values = {m["type"]: m["value"] for m in results[0]["metrics"]}
+    assert values["main_score"] == round(metrics["by_protocol"]["clean"]["korsts_test"]["cosine_spearman"], 2)
+
+
+def test_report_writes_one_file_per_model_and_task(metrics, tmp_path):
+    inputs = report.ReportInputs(
+        variants=[report.VariantResult("bert-unsup", metrics, {}, {}, {})],
+        published={"bert-unsup": metrics},
+        published_manifest={"checkpoints": {"bert-unsup": {"model": "snumin44/simcse-ko-bert-unsupervised",
+                                                           "kind": "hub", "commit": "c0ffee"}}},
+        baseline={"klue--bert-base": metrics},
+        models_manifest={"klue--bert-base": {"model": "klue/bert-base", "kind": "hub", "commit": "b45e"}})
+    models = report.mteb_models(inputs, {"evaluate@bert-unsup": {"wall_seconds": 8.0},
+                                         "baseline": {"wall_seconds": 3.0}})
+    written = mteb.write_results(tmp_path, models, {"korsts_test": "0df0fe7d", "klue_dev": "3efd9870"})
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        "klue__bert-base/b45e/KLUE-STS.json", "klue__bert-base/b45e/KorSTS.json",
+        "simcse-ko-bert-unsup-repro/no_revision_available/KLUE-STS.json",
+        "simcse-ko-bert-unsup-repro/no_revision_available/KorSTS.json",
+        "snumin44__simcse-ko-bert-unsupervised/c0ffee/KLUE-STS.json",
+        "snumin44__simcse-ko-bert-unsupervised/c0ffee/KorSTS.json"]
+    ours = json.loads((tmp_path / "simcse-ko-bert-unsup-repro/no_revision_available/KorSTS.json").read_text())
+    assert (ours["evaluation_time"], ours["dataset_revision"]) == (8.0, "0df0fe7d")
+    published = json.loads((tmp_path / "snumin44__simcse-ko-bert-unsupervised/c0ffee/KorSTS.json").read_text())
+    assert published["evaluation_time"] is None  # no timing recorded for that stage
+
+
+@pytest.mark.shared_data
+def test_our_benchmark_files_have_mtebs_pair_counts(shared_data):
+    files = {"korsts_test": shared_data / "kornlu" / "sts-test.tsv",
+             "klue_dev": shared_data / "klue-sts" / "klue-sts-v1.1_dev.json"}
+    for bench, kind in (("korsts_test", "korsts"), ("klue_dev", "klue")):
+        assert len(load_benchmark(kind, files[bench], mteb.TASKS[bench]["protocol"])) == mteb.TASKS[bench]["rows"]
