@@ -315,7 +315,15 @@ VALIDATE_CASES = {
     "variant-unknown-key": (_set(f"variants.{LAST}.tmep", 0.1), f"variants.{LAST}.tmep",
                             "is not a setting a variant can override; expected one of: model, epochs, max_len, "
                             "batch_size, lr, dropout, temp, pooler, recipe, eval_steps, weight_decay, "
-                            "hard_negative_weight, data"),
+                            "hard_negative_weight, max_grad_norm, warmup_steps, data"),
+    "max_grad_norm-negative": (_set("max_grad_norm", -1.0), f"max_grad_norm (variant {FIRST}) = -1.0",
+                               "expected a number >= 0 (0 = no gradient clipping)"),
+    "max_grad_norm-variant-override": (_set("variants.bert-unsup-paper.max_grad_norm", "1"),
+                                       "max_grad_norm (variant bert-unsup-paper) = '1'", "expected a finite number"),
+    "warmup_steps-card-recipe": (_set("warmup_steps", 10), f"warmup_steps (variant {FIRST}) = 10",
+                                 "expected 0 with recipe card (warmup belongs to recipe simcse)"),
+    "warmup_steps-variant-negative": (_set("variants.bert-unsup-paper.warmup_steps", -1),
+                                      "warmup_steps (variant bert-unsup-paper) = -1", "expected an integer >= 0"),
     "seeds-duplicate": (_set("seeds", [1, 2, 1]), "seeds = [1, 2, 1]", "expected distinct seeds"),
     "lr-string": (_set("lr", "5e-5"), f"lr (variant {FIRST}) = '5e-5'", "expected a finite number"),
     "protocol-x": (_set("protocol", "x"), "protocol = 'x'", "expected one of card, clean"),
