@@ -330,6 +330,8 @@ def _wait_for_queue(project: Path, limit_s: float = 1800) -> None:
 def test_queued_temp_sweep_and_its_comparison_report(project, tmp_path):
     import yaml
 
+    from tests.test_experiments import printed
+
     # a 2-value sweep through DVC's queue, one variant's chain only, one epoch to keep it short
     dvc(project, "exp", "run", "--queue", "-S", "temp=0.1,0.2", "-S", "epochs=1", "evaluate@bert-unsup")
     dvc(project, "queue", "start", "-j", "1")
@@ -362,7 +364,7 @@ def test_queued_temp_sweep_and_its_comparison_report(project, tmp_path):
         for bench in ("korsts_test", "klue_dev"):
             assert (row[bench]["avg"], row[bench]["ci_low"], row[bench]["ci_high"]) == (
                 base_metrics[bench]["avg"], base_metrics[bench]["avg_ci_low"], base_metrics[bench]["avg_ci_high"])
-            assert f"{row[bench]['avg']:.2f} [{row[bench]['ci_low']:.2f}, {row[bench]['ci_high']:.2f}]" in markdown
+            assert printed(markdown, row[bench]["avg"], row[bench]["ci_low"], row[bench]["ci_high"])
     for name, (rev, temp, _) in swept.items():
         ours = {r["variant"]: r for r in rows if r["experiment"] == name}
         assert set(ours) == set(VARIANTS)
@@ -378,9 +380,8 @@ def test_queued_temp_sweep_and_its_comparison_report(project, tmp_path):
                 exp_metrics[bench]["avg"], exp_metrics[bench]["avg_ci_low"], exp_metrics[bench]["avg_ci_high"])
             assert cell["diff"] == exp_metrics[bench]["avg"] - base_metrics[bench]["avg"]
             assert cell["diff_ci_low"] <= cell["diff"] <= cell["diff_ci_high"]
-            assert f"{cell['avg']:.2f} [{cell['ci_low']:.2f}, {cell['ci_high']:.2f}]" in markdown
-            assert f"{cell['diff']:+.2f}" in markdown
-            assert f"[{cell['diff_ci_low']:.2f}, {cell['diff_ci_high']:.2f}]" in markdown
+            assert printed(markdown, cell["avg"], cell["ci_low"], cell["ci_high"])
+            assert printed(markdown, cell["diff"], cell["diff_ci_low"], cell["diff_ci_high"], sign=True)
     # the report's table rows: the baseline's variants, then every swept experiment's
     table_rows = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(table_rows) == len(rows) == len(VARIANTS) * 3
