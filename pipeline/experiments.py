@@ -253,31 +253,37 @@ def table(records: list[dict]) -> list[str]:
 
 
 def sweeps(baseline: Run, records: list[dict]) -> dict[str, dict[str, dict[str, list]]]:
-    """Numeric params varied alone: {param: {benchmark title: {variant: [(x, avg, lo, hi)]}}}.
+    """Numeric params swept with everything else fixed: {title: {benchmark title: {variant: [(x, avg, lo, hi)]}}}.
 
-    An experiment counts towards a param's sweep only if that param is all it changes, so each
-    curve varies one thing; the baseline is a point on every curve.
+    Runs are grouped by what else they change: ``-S temp=0.1,0.2`` is one curve through the
+    baseline (title ``temp``); ``-S temp=0.1,0.2 -S epochs=1`` one curve of two points (title
+    ``temp (epochs=1)``). A curve needs two distinct values of the param.
     """
     def numeric(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    out: dict = {}
-    params = {k for r in records for k in r["params"]}
+    done = [r for r in records if r["variant"] and r["state"] in ("baseline", "success")]
     flat_base = flatten(baseline.params)
-    for param in sorted(params):
-        rows = [r for r in records if r["variant"] and r["state"] in ("baseline", "success")
-                and (r["state"] == "baseline" or set(r["params"]) == {param})]
-        xs = {r["rev"]: (flat_base.get(param) if r["state"] == "baseline" else r["params"][param]) for r in rows}
-        if not all(numeric(x) for x in xs.values()) or len(set(xs.values())) < 2:
+    groups: dict[tuple[str, str], list[tuple[Any, dict]]] = {}
+    for param in sorted({k for r in done for k in r["params"]}):
+        for r in done:
+            if r["state"] == "baseline":
+                groups.setdefault((param, ""), []).append((flat_base.get(param), r))
+            elif param in r["params"]:
+                context = ", ".join(f"{k}={json.dumps(v)}" for k, v in r["params"].items() if k != param)
+                groups.setdefault((param, context), []).append((r["params"][param], r))
+    out: dict = {}
+    for (param, context), points in groups.items():
+        if not all(numeric(x) for x, _ in points) or len({x for x, _ in points}) < 2:
             continue
         panels: dict = {}
         for bench, (_, title) in BENCHMARKS.items():
-            for r in rows:
+            for x, r in points:
                 cell = r.get(bench)
                 if cell and cell.get("ci_low") is not None:
                     panels.setdefault(title, {}).setdefault(r["variant"], []).append(
-                        (float(xs[r["rev"]]), cell["avg"], cell["ci_low"], cell["ci_high"]))
-        out[param] = panels
+                        (float(x), cell["avg"], cell["ci_low"], cell["ci_high"]))
+        out[f"{param} ({context})" if context else param] = panels
     return out
 
 
@@ -293,7 +299,7 @@ def render(baseline: Run, records: list[dict], figures: dict[str, str]) -> str:
              "of its own.", ""]
     lines += table(records)
     for param, rel in figures.items():
-        lines += ["", f"## `{param}` sweep", "", f"![{param} vs AVG]({rel})"]
+        lines += ["", f"## Sweep: `{param}`", "", f"![{param} vs AVG]({rel})"]
     return "\n".join(lines) + "\n"
 
 
@@ -321,10 +327,10 @@ def write_report(project: Path, out: Path, names: Iterable[str] = (), data: list
     records = compare(project, baseline, runs, bootstrap)
     with atomic_dir(out) as tmp:
         figures = {}
-        for param, panels in sweeps(baseline, records).items():
-            rel = f"figures/sweep-{param}.png"
-            sweep(tmp / rel, param, panels)
-            figures[param] = rel
+        for i, (title, panels) in enumerate(sweeps(baseline, records).items()):
+            rel = f"figures/sweep-{i + 1}-{title.split(' ')[0]}.png"
+            sweep(tmp / rel, title, panels)
+            figures[title] = rel
         metrics = {"baseline": {"name": baseline.name, "rev": baseline.rev},
                    "bootstrap": {"resamples": bootstrap.resamples, "confidence": bootstrap.confidence,
                                  "seed": bootstrap.seed},

@@ -108,10 +108,11 @@ def test_table_bolds_the_best_of_each_column_and_lists_failed_runs():
     assert len(lines) == 2 + 5
 
 
-def test_sweeps_take_numeric_params_varied_alone_with_the_baseline_as_a_point():
+def test_sweeps_group_runs_by_what_else_they_change():
     baseline, _ = parse_exp_show(SHOW)
-    out = sweeps(baseline, _records())
-    assert list(out) == ["temp"]  # lr only changes together with temp: no curve
+    records = _records()
+    out = sweeps(baseline, records)
+    assert list(out) == ["temp"]  # lr changes once, with temp: no curve
     assert out["temp"]["KorSTS test"]["bert-unsup"] == [(0.05, 70.0, 69.0, 71.0), (0.1, 71.5, 70.5, 72.5),
                                                        (0.2, 69.0, 68.0, 70.0)]
     assert out["temp"]["KLUE-STS dev"]["bert-unsup"][2] == (0.2, 61.25, 60.25, 62.25)
@@ -217,4 +218,14 @@ def test_report_on_a_real_queued_sweep(tmp_path):
             assert printed(markdown, cell["avg"], cell["ci_low"], cell["ci_high"])
             if "diff" in cell:
                 assert printed(markdown, cell["diff"], cell["diff_ci_low"], cell["diff_ci_high"], sign=True)
-    assert (tmp_path / "report" / "figures" / "sweep-temp.png").is_file()
+    assert (tmp_path / "report" / "figures" / "sweep-1-temp.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Sweep: `temp`" in markdown
+
+
+def test_sweeps_with_another_param_held_fixed_make_their_own_curve():
+    baseline, _ = parse_exp_show(SHOW)
+    records = _records()[:1] + [
+        {**r, "params": {"temp": r["params"]["temp"], "epochs": 1}} for r in _records()[1:3]]
+    out = sweeps(baseline, records)
+    assert list(out) == ["temp (epochs=1)"]  # two points, not through the baseline (epochs differs there)
+    assert out["temp (epochs=1)"]["KorSTS test"]["bert-unsup"] == [(0.1, 71.5, 70.5, 72.5), (0.2, 69.0, 68.0, 70.0)]

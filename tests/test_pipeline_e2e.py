@@ -385,6 +385,7 @@ def test_queued_temp_sweep_and_its_comparison_report(project, tmp_path):
     # the report's table rows: the baseline's variants, then every swept experiment's
     table_rows = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(table_rows) == len(rows) == len(VARIANTS) * 3
-    assert (out / "figures" / "sweep-temp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "figures" / "sweep-1-temp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## Sweep: `temp (epochs=1)`" in markdown
     # the baseline commit and the workspace are untouched
     assert yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["temp"] == 0.05
