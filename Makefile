@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SMOKE_DIR ?= build/smoke
 
-.PHONY: smoke test preflight venv clean
+.PHONY: smoke test preflight venv clean experiments
 
 venv: $(VENV)/.installed
 
@@ -19,6 +19,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # ends with reports/smoke/README.md and reports/smoke/metrics.json.
 smoke: venv
 	$(PY) -m pipeline.smoke --dir $(SMOKE_DIR) --reports reports/smoke
+
+# Compares the experiments of the current commit (`dvc exp run ...`) with it: reports/experiments/.
+# EXPERIMENTS="name1 name2" picks some; PROJECT=build/smoke compares the smoke project's.
+PROJECT ?= .
+EXPERIMENTS ?=
+experiments: venv
+	$(PY) -m pipeline.cli experiments --project $(PROJECT) $(EXPERIMENTS)
 
 test: venv
 	$(PY) -m pytest

@@ -4,6 +4,7 @@
     simcse-ko pin [--dry-run]           write the recorded sha256s and commits into params.yaml
     simcse-ko evaluate MODEL --korsts-test TSV --klue-dev JSON [--json OUT] [--protocol card|clean]
     simcse-ko push dist/bert-unsup --repo-id you/simcse-ko-bert-unsup   (token from HF_TOKEN)
+    simcse-ko experiments [NAME ...] [--project .] [--out reports/experiments]
 
 ``evaluate`` uses the evaluate stage's implementation (same parsing, pooling,
 metrics, bootstrap) and writes the same metric keys.
@@ -117,6 +118,17 @@ def push_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def experiments_command(args: argparse.Namespace) -> int:
+    from pipeline.experiments import write_report
+
+    project = Path(args.project)
+    out = Path(args.out) if Path(args.out).is_absolute() else project / args.out
+    metrics = write_report(project, out, args.names)
+    runs = {(r["experiment"], r["state"]) for r in metrics["rows"]}
+    print(f"{out / 'README.md'}: {len(metrics['rows'])} rows, {len(runs) - 1} experiments")
+    return 0
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="simcse-ko", description=__doc__.splitlines()[0])
@@ -152,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--repo-id", required=True)
     push.add_argument("--private", action="store_true")
     push.set_defaults(func=push_command)
+    exp = sub.add_parser("experiments", help="compare the DVC experiments of the current commit (dvc exp show)")
+    exp.add_argument("names", nargs="*", help="experiment names (default: every experiment of the current commit)")
+    exp.add_argument("--project", default=".", help="the DVC project (default: here)")
+    exp.add_argument("--out", default="reports/experiments", help="report folder, relative to the project")
+    exp.set_defaults(func=experiments_command)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -183,7 +183,12 @@ def write_predictions(folder: Path, label: str, sets: Mapping[str, StsSet],
 
 def read_predictions(path: Path | str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Inverse of :func:`write_predictions` for one file: (gold (N,), {similarity: (N,)})."""
-    rows = Path(path).read_text(encoding="utf-8").splitlines()
+    return parse_predictions(Path(path).read_text(encoding="utf-8"))
+
+
+def parse_predictions(text: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`read_predictions` on a file's text (e.g. read from an experiment's revision)."""
+    rows = text.splitlines()
     header = rows[0].split("\t")
     table = np.array([[float(x) for x in r.split("\t")] for r in rows[1:]], dtype=np.float64).reshape(-1, len(header))
     cols = {name: table[:, i] for i, name in enumerate(header)}

@@ -12,6 +12,7 @@ shared, so ``dvc exp run -S temp=0.1`` changes all of them.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,7 +24,7 @@ from pipeline.errors import UserError
 #: Settings a variant may override; all other params are shared by every variant.
 VARIANT_OVERRIDABLE = (
     "model", "epochs", "max_len", "batch_size", "lr", "dropout", "temp", "pooler",
-    "recipe", "eval_steps", "weight_decay", "hard_negative_weight",
+    "recipe", "eval_steps", "weight_decay", "hard_negative_weight", "max_grad_norm", "warmup_steps",
 )
 VARIANT_KEYS = VARIANT_OVERRIDABLE + ("data",)
 POOLERS = ("cls", "mean", "max")
@@ -34,6 +35,23 @@ PROTOCOLS = ("card", "clean")
 DEVICES = ("cuda", "cpu")
 
 _MISSING = object()
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus YAML 1.2's exponent floats without a dot (``6e-05``).
+
+    DVC writes ``dvc exp run -S lr=6e-05`` with ruamel.yaml (YAML 1.2), where that
+    is a float; PyYAML (YAML 1.1) would read it as the string ``'6e-05'``.
+    """
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def load_yaml(text: str):
+    """Parse params text the way DVC reads it (see :class:`_Loader`)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 class Params:
@@ -49,7 +67,7 @@ class Params:
         """Load a params file; a missing or malformed file is a :class:`UserError`."""
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f"{path}: params file not found; run from the project root") from None
         except UnicodeDecodeError as exc:
@@ -160,6 +178,8 @@ class TrainConfig:
     eval_steps: int
     weight_decay: float
     hard_negative_weight: float
+    max_grad_norm: float
+    warmup_steps: int
     seeds: tuple[int, ...]
     precision: str
     nproc: int
@@ -230,6 +250,15 @@ def train_config(params: Params, variant: str) -> TrainConfig:
     if weight_decay < 0:
         raise _fail(src, key("weight_decay"), weight_decay, "a number >= 0")
     hnw = _number(src, key("hard_negative_weight"), r("hard_negative_weight"))
+    max_grad_norm = _number(src, key("max_grad_norm"), r("max_grad_norm"))
+    if max_grad_norm < 0:
+        raise _fail(src, key("max_grad_norm"), max_grad_norm, "a number >= 0 (0 = no gradient clipping)")
+    warmup_steps = _integer(src, key("warmup_steps"), r("warmup_steps"))
+    if warmup_steps < 0:
+        raise _fail(src, key("warmup_steps"), warmup_steps, "an integer >= 0")
+    if warmup_steps and recipe != "simcse":
+        # the card's cosine schedule has no warmup phase to lengthen
+        raise _fail(src, key("warmup_steps"), warmup_steps, "0 with recipe card (warmup belongs to recipe simcse)")
     precision = check_choice(src, "precision", params.get("precision"), PRECISIONS)
     nproc = _integer(src, "nproc", params.get("nproc"))
     if nproc < 1:
@@ -250,7 +279,8 @@ def train_config(params: Params, variant: str) -> TrainConfig:
         variant=variant, model=model, data=data, epochs=epochs, max_len=max_len,
         batch_size=batch_size, lr=lr, dropout=dropout, temp=temp, pooler=pooler,
         recipe=recipe, eval_steps=eval_steps, weight_decay=weight_decay,
-        hard_negative_weight=hnw, seeds=effective_seeds(params), precision=precision,
+        hard_negative_weight=hnw, max_grad_norm=max_grad_norm, warmup_steps=warmup_steps,
+        seeds=effective_seeds(params), precision=precision,
         nproc=nproc, **launch, checkpoint_steps=checkpoint_steps, log_steps=log_steps,
         eval_batch_size=eval_batch_size, compile=compile_, deterministic=deterministic,
         device=device_setting(params),

@@ -148,3 +148,27 @@ def bars(path: Path, title: str, panels: Mapping[str, tuple[Mapping[str, float],
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def sweep(path: Path, param: str, panels: Mapping[str, Mapping[str, Sequence[tuple[float, float, float, float]]]]
+          ) -> Path:
+    """A swept param vs AVG, one panel per benchmark, one line per variant, 95% intervals as bars.
+
+    Args:
+        panels: {benchmark title: {variant: [(param value, avg, ci low, ci high), ...]}}.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, (name, lines) in zip(axes[0], panels.items()):
+        for i, (variant, points) in enumerate(lines.items()):
+            pts = sorted(points)
+            x = np.array([p[0] for p in pts])
+            y = np.array([p[1] for p in pts])
+            err = np.clip(np.array([[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]]), 0, None)
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=COLORS[i % len(COLORS)], label=variant)
+        ax.set_xlabel(param)
+        ax.set_ylabel("AVG (x100)")
+        ax.set_title(name)
+        ax.legend(loc="best")
+    fig.tight_layout()
+    return _save(fig, path)

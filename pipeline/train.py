@@ -9,8 +9,10 @@ Two recipes (param ``recipe``):
                ``CosineAnnealingLR(T_max=epochs)`` stepped every batch (the
                learning rate alternates lr, 0, lr, 0 ... with one epoch), model
                selection by KorSTS-dev cosine *Pearson*.
-    ``simcse`` the paper: MLP head over [CLS] during training only, linear decay
-               to 0, selection by KorSTS-dev cosine Spearman.
+    ``simcse`` the paper's mechanisms: MLP head over [CLS] during training only,
+               linear decay to 0, selection by KorSTS-dev cosine Spearman. The
+               paper's hyperparameters (lr, batch, clipping ...) are params of their
+               own: the ``bert-unsup-paper`` variant sets them.
 """
 
 from __future__ import annotations
@@ -59,18 +61,41 @@ def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, de
     return torch.optim.AdamW(groups, lr=lr, eps=1e-8, fused=fused, foreach=None if fused else True)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, *, recipe: str, epochs: int, total_steps: int):
+def make_scheduler(optimizer: torch.optim.Optimizer, *, recipe: str, epochs: int, total_steps: int,
+                   warmup_steps: int = 0):
     """The learning-rate schedule, stepped once per batch.
 
     ``card``: ``CosineAnnealingLR(T_max=epochs, eta_min=0)`` stepped per batch, as
     the card's code did; with one epoch the rate alternates lr, 0, lr, 0.
-    ``simcse``: linear decay from lr to 0 over ``total_steps``, no warmup.
+    ``simcse``: linear warmup from 0 over ``warmup_steps`` (the paper: none), then
+    linear decay to 0 at ``total_steps`` (transformers' ``get_linear_schedule_with_warmup``).
     """
     if recipe == "card":
+        if warmup_steps:
+            raise ValueError("the card recipe has no warmup")
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0)
     if recipe == "simcse":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total_steps))
+        def factor(step: int) -> float:
+            if step < warmup_steps:
+                return step / warmup_steps
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     raise ValueError(f"unknown recipe {recipe!r}")
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler, parameters, max_grad_norm: float) -> None:
+    """One optimizer step after ``backward``, clipping the gradients' global L2 norm to ``max_grad_norm``
+    (0 = no clipping, as the card's code) first. Under fp16 the gradients are unscaled before
+    clipping, so the threshold applies to the true gradients (as transformers' Trainer does)."""
+    if max_grad_norm > 0:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
 
 
 # --- dev scoring ------------------------------------------------------------------
@@ -391,6 +416,8 @@ class TrainSettings:
     weight_decay: float
     hard_negative_weight: float
     max_len: int
+    max_grad_norm: float = 0.0  # the card's code did not clip
+    warmup_steps: int = 0
     precision: str = "fp16"  # the card's --amp: fp16 autocast + GradScaler (CUDA only; CPU runs fp32)
     checkpoint_steps: int = 500
     log_steps: int = 10
@@ -494,7 +521,8 @@ def train_seed(
     per_epoch = steps_per_epoch(n, settings.batch_size, info.world)
     total_steps = settings.epochs * per_epoch
     optimizer = make_optimizer(encoder, lr=settings.lr, weight_decay=settings.weight_decay, device_type=device.type)
-    scheduler = make_scheduler(optimizer, recipe=settings.recipe, epochs=settings.epochs, total_steps=total_steps)
+    scheduler = make_scheduler(optimizer, recipe=settings.recipe, epochs=settings.epochs, total_steps=total_steps,
+                               warmup_steps=settings.warmup_steps)
     selection = SELECTION[settings.recipe]
 
     step = 0
@@ -610,13 +638,8 @@ def train_seed(
             lr_now = scheduler.get_last_lr()[0]
             loss = batch_loss(forward, batch, temp=settings.temp, hard_negative_weight=settings.hard_negative_weight,
                               info=info, device=device, amp_dtype=amp_dtype)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            optimizer_step(optimizer, scaler, encoder.parameters(), settings.max_grad_norm)
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1

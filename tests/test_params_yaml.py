@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.params import Params, load_yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 #: keys that Hydra's override grammar can address (hub ids such as klue/bert-base cannot be)
 HYDRA_KEY = re.compile(r"^[A-Za-z_][\w-]*$")
@@ -85,13 +87,25 @@ def test_each_set_param_changes_exactly_one_line(tmp_path):
         text = target.read_text(encoding="utf-8")
         before, after = original_text.splitlines(), text.splitlines()
         diff = [(a, b) for a, b in zip(before, after) if a != b]
-        expected = yaml.safe_load(original_text)
+        expected = load_yaml(original_text)
         set_in(expected, path, new)
-        assert yaml.safe_load(text) == expected, path
+        assert load_yaml(text) == expected, path  # as the stages read it
         if len(before) != len(after) or len(diff) != 1:
             failures.append(f"-S {'.'.join(path)}: {len(after) - len(before):+d} lines, "
                             f"{len(diff)} changed, first: {diff[:2]}")
     assert not failures, "\n".join(failures)
+
+
+def test_an_exponent_float_written_by_dvc_reads_as_a_float(tmp_path):
+    """`dvc exp run -S lr=6e-05` writes `lr: 6e-05` (YAML 1.2 float); PyYAML alone reads a string."""
+    from dvc.utils.hydra import apply_overrides
+
+    target = tmp_path / "params.yaml"
+    shutil.copyfile(ROOT / "params.yaml", target)
+    apply_overrides(target, ["lr=6e-05"])
+    assert "\nlr: 6e-05 " in target.read_text(encoding="utf-8")
+    assert yaml.safe_load(target.read_text(encoding="utf-8"))["lr"] == "6e-05"  # the trap
+    assert Params.load(target).get("lr") == 6e-05
 
 
 @pytest.mark.parametrize("line", ["url: https://example.org/" + "a" * 80, "sha256: null"])

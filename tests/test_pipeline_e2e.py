@@ -25,7 +25,8 @@ from pipeline.metrics import KEYS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ["bert-unsup", "bert-unsup-simcse", "bert-sup", "roberta-unsup", "roberta-sup"]  # report order
+VARIANTS = ["bert-unsup", "bert-unsup-simcse", "bert-unsup-paper", "bert-sup", "roberta-unsup",
+            "roberta-sup"]  # report order
 
 
 def smoke(target: Path, reports: Path) -> subprocess.CompletedProcess:
@@ -348,3 +349,78 @@ def test_push_to_a_remote_and_pull_into_a_fresh_clone(project, tmp_path):
     for rel in ("metrics/bert-unsup.json", "models/bert-unsup/seed-42/model.safetensors",
                 "dist/roberta-sup/README.md", "reports/smoke/README.md"):
         assert (clone / rel).read_bytes() == (project / rel).read_bytes(), rel
+
+
+def _wait_for_queue(project: Path, limit_s: float = 1800) -> None:
+    """Until `dvc queue status` lists nothing queued or running (the queue's workers run in the background)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        status = dvc(project, "queue", "status").stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            return
+        time.sleep(5)
+    raise AssertionError(f"queue still busy after {limit_s:.0f}s:\n{status}")
+
+
+def test_queued_temp_sweep_and_its_comparison_report(project, tmp_path):
+    import yaml
+
+    from tests.test_experiments import printed
+
+    # a 2-value sweep through DVC's queue, one variant's chain only, one epoch to keep it short
+    dvc(project, "exp", "run", "--queue", "-S", "temp=0.1,0.2", "-S", "epochs=1", "evaluate@bert-unsup")
+    dvc(project, "queue", "start", "-j", "1")
+    _wait_for_queue(project)
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    head = next(entry for entry in shown if entry["rev"] != "workspace")
+    swept = {}
+    for exp in head["experiments"] or []:
+        params = exp["revs"][0]["data"]["params"]["params.yaml"]["data"]
+        if params["epochs"] == 1 and params["temp"] in (0.1, 0.2):
+            swept[exp["name"]] = (exp["revs"][0]["rev"], params["temp"], (exp.get("executor") or {}).get("state"))
+    assert sorted(t for _, t, _ in swept.values()) == [0.1, 0.2]  # `dvc exp show` lists both
+    assert all(state in (None, "success") for _, _, state in swept.values()), swept
+
+    out = tmp_path / "experiments"
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "experiments", *swept, "--project", str(project),
+                             "--out", str(out)], cwd=project, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    markdown = (out / "README.md").read_text(encoding="utf-8")
+    rows = report["rows"]
+
+    def committed(rev: str, rel: str) -> dict:
+        return json.loads(subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=project, capture_output=True,
+                                         text=True, check=True).stdout)
+
+    base_rev = report["baseline"]["rev"]
+    for row in (r for r in rows if r["state"] == "baseline"):
+        base_metrics = committed(base_rev, f"metrics/{row['variant']}.json")
+        for bench in ("korsts_test", "klue_dev"):
+            assert (row[bench]["avg"], row[bench]["ci_low"], row[bench]["ci_high"]) == (
+                base_metrics[bench]["avg"], base_metrics[bench]["avg_ci_low"], base_metrics[bench]["avg_ci_high"])
+            assert printed(markdown, row[bench]["avg"], row[bench]["ci_low"], row[bench]["ci_high"])
+    for name, (rev, temp, _) in swept.items():
+        ours = {r["variant"]: r for r in rows if r["experiment"] == name}
+        assert set(ours) == set(VARIANTS)
+        row = ours["bert-unsup"]
+        assert row["state"] == "success" and row["params"] == {"epochs": 1, "temp": temp}
+        # the other variants were not rerun: marked stale, no numbers borrowed from the baseline
+        assert all(ours[v]["state"] == "stale" and "korsts_test" not in ours[v] for v in VARIANTS[1:])
+        exp_metrics = committed(rev, "metrics/bert-unsup.json")
+        base_metrics = committed(base_rev, "metrics/bert-unsup.json")
+        for bench in ("korsts_test", "klue_dev"):
+            cell = row[bench]
+            assert (cell["avg"], cell["ci_low"], cell["ci_high"]) == (
+                exp_metrics[bench]["avg"], exp_metrics[bench]["avg_ci_low"], exp_metrics[bench]["avg_ci_high"])
+            assert cell["diff"] == exp_metrics[bench]["avg"] - base_metrics[bench]["avg"]
+            assert cell["diff_ci_low"] <= cell["diff"] <= cell["diff_ci_high"]
+            assert printed(markdown, cell["avg"], cell["ci_low"], cell["ci_high"])
+            assert printed(markdown, cell["diff"], cell["diff_ci_low"], cell["diff_ci_high"], sign=True)
+    # the report's table rows: the baseline's variants, then every swept experiment's
+    table_rows = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(table_rows) == len(rows) == len(VARIANTS) * 3
+    assert (out / "figures" / "sweep-1-temp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## Sweep: `temp (epochs=1)`" in markdown
+    # the baseline commit and the workspace are untouched
+    assert yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["temp"] == 0.05

@@ -18,8 +18,8 @@ from pipeline.tiny import build_tiny_model
 from pipeline.tokens import TokenColumn, tokenize_to_arrays, write_column
 from pipeline.atomic import dumps_json
 from pipeline.train import (DevSet, LossWatch, NonFiniteLoss, TrainSettings, batch_indices, epoch_order,
-                            make_optimizer, make_scheduler, nonfinite_marker, run_fingerprints, steps_per_epoch,
-                            train_seed)
+                            make_optimizer, make_scheduler, nonfinite_marker, optimizer_step, run_fingerprints,
+                            steps_per_epoch, train_seed)
 
 SENTENCES = [f"{city}에서 {n}번째 {thing}을 보았다." for city in ("서울", "부산", "대구", "광주", "인천")
              for n in range(1, 9) for thing in ("사람", "나무", "기차")]
@@ -33,9 +33,9 @@ def tiny(tmp_path_factory) -> Path:
     return build_tiny_model(corpus, root / "model", vocab_size=300, hidden=32, heads=2, intermediate=64)
 
 
-def lrs(recipe: str, steps: int, epochs: int = 1) -> list[float]:
+def lrs(recipe: str, steps: int, epochs: int = 1, warmup_steps: int = 0) -> list[float]:
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=5e-5)
-    sched = make_scheduler(opt, recipe=recipe, epochs=epochs, total_steps=steps)
+    sched = make_scheduler(opt, recipe=recipe, epochs=epochs, total_steps=steps, warmup_steps=warmup_steps)
     out = []
     for _ in range(steps):
         out.append(sched.get_last_lr()[0])
@@ -57,6 +57,45 @@ def test_card_schedule_with_two_epochs_follows_cosine_period_four():
 def test_simcse_schedule_decays_linearly_to_zero():
     values = lrs("simcse", 4)
     assert values == pytest.approx([5e-5, 3.75e-5, 2.5e-5, 1.25e-5])
+
+
+def test_simcse_schedule_with_warmup_rises_then_decays_to_zero():
+    # transformers' get_linear_schedule_with_warmup(warmup=2, total=6): 0, 1/2, 1, 3/4, 1/2, 1/4 of lr
+    values = lrs("simcse", 6, warmup_steps=2)
+    assert values == pytest.approx([0.0, 2.5e-5, 5e-5, 3.75e-5, 2.5e-5, 1.25e-5])
+
+
+def _clipped_update(max_grad_norm: float, scale: float | None) -> torch.Tensor:
+    """The change SGD(lr=1) makes to w = 0 under loss 3*w0 + 4*w1 (gradient (3, 4), norm 5)."""
+    w = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([w], lr=1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=scale) if scale is not None else None
+    loss = (w * torch.tensor([3.0, 4.0])).sum()
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    optimizer_step(opt, scaler, [w], max_grad_norm)
+    return -w.detach()
+
+
+@pytest.mark.parametrize("scale", [None, 1024.0])
+def test_gradient_clipping_caps_the_true_gradient_norm(scale):
+    # clipped to norm 1: (3, 4) / 5; with a loss scaler the gradients are unscaled before clipping
+    assert _clipped_update(1.0, scale).tolist() == pytest.approx([0.6, 0.8])
+    # 0 = off (the card), and a threshold above the norm leaves the gradient as it is
+    assert _clipped_update(0.0, scale).tolist() == pytest.approx([3.0, 4.0])
+    assert _clipped_update(10.0, scale).tolist() == pytest.approx([3.0, 4.0])
+
+
+def test_paper_variant_resolves_to_the_papers_settings():
+    from pipeline.params import Params, train_config
+    from tests.conftest import ROOT
+
+    params = Params.load(ROOT / "params.yaml")
+    paper, card = train_config(params, "bert-unsup-paper"), train_config(params, "bert-unsup")
+    assert (paper.recipe, paper.lr, paper.batch_size, paper.max_len, paper.eval_steps, paper.max_grad_norm,
+            paper.weight_decay, paper.warmup_steps, paper.epochs, paper.temp, paper.dropout, paper.pooler) == \
+        ("simcse", 3e-5, 64, 32, 125, 1.0, 0.0, 0, 1, 0.05, 0.1, "cls")
+    assert (card.recipe, card.lr, card.batch_size, card.max_len, card.eval_steps, card.max_grad_norm,
+            card.weight_decay, card.warmup_steps) == ("card", 5e-5, 256, 64, 100, 0.0, 0.01, 0)
 
 
 def test_weight_decay_groups(tiny):

@@ -1,0 +1,231 @@
+"""The experiments comparison: parsing `dvc exp show --json`, params that differ, the table, sweeps.
+
+The end-to-end check (a real queued `temp` sweep in the smoke project, every number of the
+report against the experiments' metrics files) is in tests/test_pipeline_e2e.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pipeline.errors import UserError
+from pipeline.experiments import differing, flatten, parse_exp_show, sweeps, table
+
+def printed(markdown: str, value: float, low: float, high: float, sign: bool = False) -> bool:
+    """Whether a table cell shows ``value [low, high]`` at two decimals (bold or not)."""
+    number = re.escape(f"{value:+.2f}" if sign else f"{value:.2f}")
+    interval = re.escape(f"[{low:.2f}, {high:.2f}]")
+    return re.search(rf"\| (\*\*)?{number}(\*\*)? {interval} \|", markdown) is not None
+
+
+BASE_PARAMS = {"temp": 0.05, "lr": 5e-5, "variants": {"bert-unsup": {"data": "wiki"}}, "seeds": []}
+
+
+def _metrics(avg: float) -> dict:
+    return {"data": {"korsts_test": {"avg": avg, "avg_ci_low": avg - 1, "avg_ci_high": avg + 1},
+                     "klue_dev": {"avg": avg - 10, "avg_ci_low": avg - 12, "avg_ci_high": avg - 9}}}
+
+
+def _state(rev: str, params: dict, avg: float | None, name: str | None = None) -> dict:
+    metrics = {} if avg is None else {"metrics/bert-unsup.json": _metrics(avg),
+                                      "metrics/baseline.json": _metrics(1.0),
+                                      "dvclive/bert-unsup/metrics.json": {"data": {"x": 1}}}
+    return {"rev": rev, "name": name, "error": None, "experiments": None,
+            "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}
+
+
+def _exp(rev: str, name: str, params: dict, avg: float | None, state: str | None) -> dict:
+    return {"revs": [_state(rev, params, avg, name)], "name": name,
+            "executor": None if state is None else {"state": state}}
+
+
+SHOW = [
+    _state("workspace", BASE_PARAMS, 70.0),
+    {**_state("a" * 40, BASE_PARAMS, 70.0, "main"), "experiments": [
+        _exp("b" * 40, "t01", {**BASE_PARAMS, "temp": 0.1}, 71.5, "success"),
+        _exp("c" * 40, "t02", {**BASE_PARAMS, "temp": 0.2}, 69.0, None),
+        _exp("d" * 40, "both", {**BASE_PARAMS, "temp": 0.2, "lr": 1e-4}, 72.0, "success"),
+        _exp("e" * 40, "broken", {**BASE_PARAMS, "temp": 0.5}, None, "failed"),
+        _exp("f" * 40, "waiting", {**BASE_PARAMS, "variants": {"bert-unsup": {"data": "nli"}}}, None, "queued"),
+    ]},
+]
+
+
+def test_flatten_and_differing_name_every_changed_leaf():
+    assert flatten(BASE_PARAMS) == {"temp": 0.05, "lr": 5e-5, "variants.bert-unsup.data": "wiki", "seeds": []}
+    changed = {**BASE_PARAMS, "temp": 0.1, "variants": {"bert-unsup": {"data": "wiki", "lr": 1e-4}}}
+    assert differing(BASE_PARAMS, changed) == {"temp": 0.1, "variants.bert-unsup.lr": 1e-4}
+    assert differing(BASE_PARAMS, BASE_PARAMS) == {}
+
+
+def test_parse_exp_show_keeps_every_experiment_with_its_state():
+    baseline, runs = parse_exp_show(SHOW)
+    assert (baseline.name, baseline.rev, baseline.state) == ("main", "a" * 40, "baseline")
+    assert list(baseline.metrics) == ["bert-unsup"]  # not baseline.json, not dvclive
+    assert baseline.metrics["bert-unsup"]["korsts_test"]["avg"] == 70.0
+    assert [(r.name, r.state) for r in runs] == [("t01", "success"), ("t02", "success"), ("both", "success"),
+                                                 ("broken", "failed"), ("waiting", "queued")]
+    assert runs[0].metrics["bert-unsup"]["korsts_test"]["avg"] == 71.5 and runs[3].metrics == {}
+
+
+def test_parse_exp_show_selects_named_experiments_and_rejects_unknown_ones():
+    _, runs = parse_exp_show(SHOW, ["t02", "t01"])
+    assert [r.name for r in runs] == ["t02", "t01"]
+    with pytest.raises(UserError, match=r"experiment 'nope' not found .*expected one of: t01, t02, both, broken"):
+        parse_exp_show(SHOW, ["nope"])
+
+
+def _records() -> list[dict]:
+    def cell(avg, diff=None, lo=None, hi=None):
+        out = {"avg": avg, "ci_low": avg - 1, "ci_high": avg + 1}
+        if diff is not None:
+            out.update(diff=diff, diff_ci_low=lo, diff_ci_high=hi)
+        return out
+    return [
+        {"experiment": "main", "rev": "a", "state": "baseline", "variant": "bert-unsup", "params": {},
+         "korsts_test": cell(70.0), "klue_dev": cell(60.0)},
+        {"experiment": "t01", "rev": "b", "state": "success", "variant": "bert-unsup", "params": {"temp": 0.1},
+         "korsts_test": cell(71.5, 1.5, 0.5, 2.5), "klue_dev": cell(59.0, -1.0, -2.0, 0.1)},
+        {"experiment": "t02", "rev": "c", "state": "success", "variant": "bert-unsup", "params": {"temp": 0.2},
+         "korsts_test": cell(69.0, -1.0, -2.0, 0.0), "klue_dev": cell(61.25, 1.25, 0.25, 2.0)},
+        {"experiment": "both", "rev": "d", "state": "success", "variant": "bert-unsup",
+         "params": {"temp": 0.2, "lr": 1e-4}, "korsts_test": cell(68.0, -2.0, -3.0, -1.0), "klue_dev": cell(58.0)},
+        {"experiment": "broken", "rev": "e", "state": "failed", "variant": None, "params": {"temp": 0.5},
+         "error": ""},
+    ]
+
+
+def test_table_bolds_the_best_of_each_column_and_lists_failed_runs():
+    lines = table(_records())
+    assert lines[2] == "| main | baseline | bert-unsup | — | 70.00 [69.00, 71.00] |  | 60.00 [59.00, 61.00] |  |"
+    assert lines[3] == ("| t01 | success | bert-unsup | `temp=0.1` | **71.50** [70.50, 72.50] | **+1.50** [0.50, 2.50] "
+                        "| 59.00 [58.00, 60.00] | -1.00 [-2.00, 0.10] |")
+    assert lines[4] == ("| t02 | success | bert-unsup | `temp=0.2` | 69.00 [68.00, 70.00] | -1.00 [-2.00, 0.00] "
+                        "| **61.25** [60.25, 62.25] | **+1.25** [0.25, 2.00] |")
+    assert lines[6] == "| broken | failed | — | `temp=0.5` |  |  |  |  |"
+    assert len(lines) == 2 + 5
+
+
+def test_sweeps_group_runs_by_what_else_they_change():
+    baseline, _ = parse_exp_show(SHOW)
+    records = _records()
+    out = sweeps(baseline, records)
+    assert list(out) == ["temp"]  # lr changes once, with temp: no curve
+    assert out["temp"]["KorSTS test"]["bert-unsup"] == [(0.05, 70.0, 69.0, 71.0), (0.1, 71.5, 70.5, 72.5),
+                                                       (0.2, 69.0, 68.0, 70.0)]
+    assert out["temp"]["KLUE-STS dev"]["bert-unsup"][2] == (0.2, 61.25, 60.25, 62.25)
+
+
+# --- a real DVC project: queued sweep, report read through `dvc exp show` and the DVC cache ---------
+
+STAGE_SCRIPT = '''\
+import json, pathlib, yaml
+import numpy as np
+from pipeline.evaluate import SIMILARITIES
+from pipeline.metrics import bootstrap_intervals, correlations
+temp = yaml.safe_load(open("params.yaml"))["temp"]
+out = pathlib.Path("eval/bert-unsup"); out.mkdir(parents=True, exist_ok=True)
+metrics = {}
+for k, bench in enumerate(("korsts_test", "klue_dev")):
+    rng = np.random.default_rng(k)
+    gold = rng.uniform(0, 5, 60)
+    scores = {s: gold + rng.normal(0, 1 + 20 * temp, 60) for s in SIMILARITIES}
+    lines = ["pair\\tgold\\t" + "\\t".join(SIMILARITIES)]
+    lines += [f"{i}\\t{float(gold[i])!r}\\t" + "\\t".join(repr(float(scores[s][i])) for s in SIMILARITIES) for i in range(60)]
+    (out / f"{bench}.seed-42.tsv").write_text("\\n".join(lines) + "\\n")
+    block = correlations(gold, scores)
+    ci = bootstrap_intervals(gold, [scores], resamples=200, seed=1)
+    metrics[bench] = {**block, "avg_ci_low": ci["avg"][0], "avg_ci_high": ci["avg"][1]}
+pathlib.Path("metrics").mkdir(exist_ok=True)
+pathlib.Path("metrics/bert-unsup.json").write_text(json.dumps(metrics))
+'''
+DVC_YAML = """\
+stages:
+  evaluate:
+    foreach: [bert-unsup]
+    do:
+      cmd: python stage.py
+      deps: [stage.py]
+      params: [temp]
+      outs: [eval/bert-unsup]
+      metrics: [{metrics/bert-unsup.json: {cache: false}}]
+"""
+
+
+@pytest.mark.slow
+def test_report_on_a_real_queued_sweep(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from pipeline.evaluate import read_predictions
+    from pipeline.experiments import write_report
+    from pipeline.metrics import bootstrap_intervals
+    from pipeline.smoke import GIT_ENV, smoke_env
+
+    env = {**smoke_env(), **GIT_ENV}
+    project = tmp_path / "project"
+    project.mkdir()
+
+    def sh(*cmd):
+        result = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return result.stdout
+
+    (project / "stage.py").write_text(STAGE_SCRIPT)
+    (project / "dvc.yaml").write_text(DVC_YAML)
+    (project / "params.yaml").write_text("temp: 0.05\nbootstrap: {resamples: 200, confidence: 0.95, seed: 3}\n")
+    dvc = (sys.executable, "-m", "dvc")
+    sh("git", "init", "-q", "-b", "main")
+    sh(*dvc, "init", "-q")
+    sh(*dvc, "repro")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "baseline")
+    sh(*dvc, "exp", "run", "--queue", "-S", "temp=0.1,0.2")
+    sh(*dvc, "queue", "start", "-j", "1")
+    for _ in range(600):  # the queue's worker runs in the background
+        if not any(w in sh(*dvc, "queue", "status") for w in ("Queued", "Running")):
+            break
+        subprocess.run(["sleep", "1"])
+    metrics = write_report(project, tmp_path / "report")
+    rows = metrics["rows"]
+    assert [(r["state"], r["params"]) for r in rows] == [
+        ("baseline", {}), ("success", {"temp": 0.1}), ("success", {"temp": 0.2})] or \
+        [(r["state"], r["params"]) for r in rows] == [("baseline", {}), ("success", {"temp": 0.2}),
+                                                      ("success", {"temp": 0.1})]
+    base_preds = {b: read_predictions(project / f"eval/bert-unsup/{b}.seed-42.tsv") for b in ("korsts_test",
+                                                                                                "klue_dev")}
+    base = json.loads((project / "metrics/bert-unsup.json").read_text())
+    for row in rows[1:]:
+        files = json.loads(sh("git", "show", f"{row['rev']}:metrics/bert-unsup.json"))
+        for bench in ("korsts_test", "klue_dev"):
+            cell = row[bench]
+            assert (cell["avg"], cell["ci_low"], cell["ci_high"]) == (
+                files[bench]["avg"], files[bench]["avg_ci_low"], files[bench]["avg_ci_high"])
+            assert cell["diff"] == files[bench]["avg"] - base[bench]["avg"]
+            # the paired interval from the experiment's predictions (DVC cache) and the baseline's
+            sh(*dvc, "exp", "apply", row["experiment"])
+            ours = read_predictions(project / f"eval/bert-unsup/{bench}.seed-42.tsv")
+            ci = bootstrap_intervals(ours[0], [ours[1]], baseline=[base_preds[bench][1]], resamples=200, seed=3)
+            assert (cell["diff_ci_low"], cell["diff_ci_high"]) == ci["avg"]
+            assert cell["diff_ci_low"] < 0  # more noise (higher temp here) scores worse
+    markdown = (tmp_path / "report" / "README.md").read_text()
+    for row in rows:  # every AVG and difference as the table prints it (the best of a column in bold)
+        for bench in ("korsts_test", "klue_dev"):
+            cell = row[bench]
+            assert printed(markdown, cell["avg"], cell["ci_low"], cell["ci_high"])
+            if "diff" in cell:
+                assert printed(markdown, cell["diff"], cell["diff_ci_low"], cell["diff_ci_high"], sign=True)
+    assert (tmp_path / "report" / "figures" / "sweep-1-temp.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Sweep: `temp`" in markdown
+
+
+def test_sweeps_with_another_param_held_fixed_make_their_own_curve():
+    baseline, _ = parse_exp_show(SHOW)
+    records = _records()[:1] + [
+        {**r, "params": {"temp": r["params"]["temp"], "epochs": 1}} for r in _records()[1:3]]
+    out = sweeps(baseline, records)
+    assert list(out) == ["temp (epochs=1)"]  # two points, not through the baseline (epochs differs there)
+    assert out["temp (epochs=1)"]["KorSTS test"]["bert-unsup"] == [(0.1, 71.5, 70.5, 72.5), (0.2, 69.0, 68.0, 70.0)]
