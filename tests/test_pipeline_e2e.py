@@ -383,7 +383,7 @@ def test_queued_temp_sweep_and_its_comparison_report(project, tmp_path):
 
     out = tmp_path / "experiments"
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "experiments", *swept, "--project", str(project),
-                             "--out", str(out)], cwd=project, capture_output=True, text=True, timeout=600)
+                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     markdown = (out / "README.md").read_text(encoding="utf-8")
