@@ -1,11 +1,14 @@
-# The two commands of the README's quick start: `make smoke` and `make test`.
-# Both create the same virtual environment (.venv) from the pinned dependencies.
+# The commands of the README's quick start: `make smoke`, `make rehearsal` and `make test`.
+# All create the same virtual environment (.venv) from the pinned dependencies.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SMOKE_DIR ?= build/smoke
+REHEARSAL_DIR ?= build/rehearsal
+# offline: a folder holding the KorSTS, XNLI-ko and KLUE-STS files (any layout); empty = download them
+DATA ?=
 
-.PHONY: smoke test venv clean
+.PHONY: smoke rehearsal test venv clean
 
 venv: $(VENV)/.installed
 
@@ -19,6 +22,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # ends with reports/smoke/README.md and reports/smoke/metrics.json.
 smoke: venv
 	$(PY) -m pipeline.smoke --dir $(SMOKE_DIR) --reports reports/smoke
+
+# The card's recipe on real Korean data and the pretrained all-MiniLM-L6-v2, on a CPU;
+# ends with reports/rehearsal/README.md, metrics.json and figures.
+rehearsal: venv
+	$(PY) -m pipeline.rehearsal --dir $(REHEARSAL_DIR) --reports reports/rehearsal $(if $(DATA),--data $(DATA))
 
 test: venv
 	$(PY) -m pytest
