@@ -1,11 +1,14 @@
-# The two commands of the README's quick start: `make smoke` and `make test`.
-# Both create the same virtual environment (.venv) from the pinned dependencies.
+# The commands of the README's quick start: `make smoke`, `make rehearsal` and `make test`.
+# All create the same virtual environment (.venv) from the pinned dependencies.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SMOKE_DIR ?= build/smoke
+REHEARSAL_DIR ?= build/rehearsal
+# offline: a folder holding the KorSTS, XNLI-ko and KLUE-STS files (any layout); empty = download them
+DATA ?=
 
-.PHONY: smoke test preflight venv clean experiments
+.PHONY: smoke rehearsal test preflight venv clean experiments
 
 venv: $(VENV)/.installed
 
@@ -26,6 +29,11 @@ PROJECT ?= .
 EXPERIMENTS ?=
 experiments: venv
 	$(PY) -m pipeline.cli experiments --project $(PROJECT) $(EXPERIMENTS)
+
+# The card's recipe on real Korean data and the pretrained all-MiniLM-L6-v2, on a CPU;
+# ends with reports/rehearsal/README.md, metrics.json and figures.
+rehearsal: venv
+	$(PY) -m pipeline.rehearsal --dir $(REHEARSAL_DIR) --reports reports/rehearsal $(if $(DATA),--data $(DATA))
 
 test: venv
 	$(PY) -m pytest

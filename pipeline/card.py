@@ -84,6 +84,25 @@ SETTINGS = {
     "dropout": 0.1, "temp": 0.05, "pooler": "cls",
 }
 
+#: What the card's training code did beyond the listed settings (read from its source).
+CODE_SETTINGS = {"recipe": "card", "eval_steps": 100, "weight_decay": 0.01, "seed": 42}
+
+#: The base model of each card row (the listed settings name the BERT rows' model).
+ROW_MODELS = {"bert-unsup": "klue/bert-base", "bert-sup": "klue/bert-base",
+              "roberta-unsup": "klue/roberta-base", "roberta-sup": "klue/roberta-base"}
+
+#: The card's training data (by the variant's `data`) and hardware.
+DATA = {"wiki": "Korean Wiki Text 1M (korean_wiki_1m.txt)",
+        "nli": "277,811 triplets (card recipe) from 942,854 KorNLI multinli + snli train pairs"}
+CORPUS_SENTENCES = 1_000_000  # "1M", as the card names its corpus
+HARDWARE = "1 A100 GPU, fp16 autocast"
+
+
+def card_settings(variant: str) -> dict:
+    """The card's value of every setting it fixes, for the row ``variant`` reproduces (BERT's for other variants)."""
+    return {**SETTINGS, **CODE_SETTINGS, "model": ROW_MODELS.get(card_row(variant) or "", SETTINGS["model"])}
+
+
 CITATIONS = (
     "Gao, Yao and Chen (2021). SimCSE: Simple Contrastive Learning of Sentence Embeddings. EMNLP 2021. "
     "arXiv:2104.08821.",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -258,6 +258,21 @@ def read_corpus(path: Path | str) -> Corpus:
         raise UserError(f"{path}: the corpus has no sentences (empty or only blank lines); "
                         "expected one sentence per line")
     return Corpus(sentences, blank)
+
+
+def distinct_sentences(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], int]:
+    """Every distinct sentence of sentence pairs (exact strings), in first-seen order.
+
+    Returns:
+        (the distinct sentences, how many sentences were read: 2 per pair).
+    """
+    seen: dict[str, None] = {}
+    read = 0
+    for a, b in pairs:
+        seen.setdefault(a)
+        seen.setdefault(b)
+        read += 2
+    return list(seen), read
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def score_folder(
             sentences += sts.sentence1 + sts.sentence2
     unique = list(dict.fromkeys(sentences))
     emb = encode(encoder, tokenizer, unique, max_len=max_len, batch_size=batch_size, device=device,
-                 autocast_dtype=autocast_dtype)
+                 autocast_dtype=autocast_dtype, progress=f"encode {Path(folder).name}")
     if normalizes(folder) if normalize is None else normalize:
         emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     row = {s: i for i, s in enumerate(unique)}

@@ -55,15 +55,23 @@ def render_model_card(training: dict, metrics: dict) -> str:
         meta["base_model"] = base["model"]
     meta["datasets"] = datasets
     meta["model-index"] = model_index(name, metrics)
-    objective = ("unsupervised SimCSE on a Korean Wikipedia corpus (each sentence is its own positive; "
+
+    source = (training.get("data") or {}).get("from")
+    corpus = "the distinct sentences of KorSTS train and XNLI-ko dev" if source == "korsts_xnli" else \
+        "a Korean Wikipedia corpus"
+    nli = "XNLI-ko test" if source == "xnli_test" else "KorNLI"
+    objective = (f"unsupervised SimCSE on {corpus} (each sentence is its own positive; "
                  "dropout makes the two views)" if cfg["data"] == "wiki" else
-                 "supervised SimCSE on KorNLI triplets (entailment positives, contradiction hard negatives)")
+                 f"supervised SimCSE on {nli} triplets (entailment positives, contradiction hard negatives)")
+    row = card_row(variant)
+    purpose = (f"It reproduces the row **{row_label(variant)}** of the SimCSE-KO model card with the "
+               if row else f"It is the variant `{variant}` (not a row of the SimCSE-KO model card) of the ")
     lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
              f"# {name}", "",
              f"A Korean sentence encoder trained with {objective}, starting from `{base_name}`"
              + (f" (commit `{base['commit']}`)" if base.get("commit") else "") + ".",
-             f"It reproduces the row **{row_label(variant)}** of the SimCSE-KO model card with the "
-             "simcse-ko-repro DVC pipeline; every number below comes from that pipeline's evaluate stage.", "",
+             purpose + "simcse-ko-repro DVC pipeline; every number below comes from that pipeline's evaluate "
+             "stage.", "",
              f"Selected at training step {training['selected_step']} of {training['total_steps']} by "
              f"{training['selection_metric']} = {training['best_dev'].get(training['selection_metric'].split('.')[-1], float('nan')):.2f}.",
              "", "## Results (x100; AVG = mean of the eight columns)", "",

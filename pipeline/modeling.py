@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from pipeline.errors import UserError
 
@@ -379,6 +380,7 @@ def encode_ids(
     device: str | torch.device = "cpu",
     autocast_dtype: torch.dtype | None = None,
     max_tokens: int | None = None,
+    progress: str | None = None,
 ) -> np.ndarray:
     """Embed pre-tokenized sentences in length-sorted batches (fewer pad tokens, same result).
 
@@ -390,6 +392,8 @@ def encode_ids(
     With ``cls`` pooling the last layer runs for the [CLS] row only
     (:func:`cls_query_last_layer`): the same vectors, less work.
 
+    ``progress``: a label for a tqdm bar of sentences encoded (None: no bar).
+
     Returns:
         (N, H) float32 array in the input order.
     """
@@ -400,7 +404,8 @@ def encode_ids(
     device = torch.device(device)
     if max_tokens is None and device.type == "cpu":
         max_tokens = CPU_BATCH_TOKENS
-    with cls_query_last_layer(encoder):
+    bar = tqdm(total=len(ids), desc=progress, unit="sent", leave=False, disable=progress is None)
+    with cls_query_last_layer(encoder), bar:
         for idx in length_batches([len(x) for x in ids], batch_size, max_tokens):
             input_ids, mask = collate([ids[i] for i in idx], pad_id)
             input_ids = input_ids.to(device, non_blocking=True)
@@ -411,6 +416,7 @@ def encode_ids(
             else:
                 emb = encoder.embed(input_ids, mask)
             out[idx] = emb.float().cpu().numpy()
+            bar.update(len(idx))
     if was_training:
         encoder.train()
     return out
@@ -425,12 +431,14 @@ def encode(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    progress: str | None = None,
 ) -> np.ndarray:
     """Embed sentences: each distinct sentence once, length-sorted batches, inference mode.
 
     Args:
         sentences: N sentences (duplicates allowed, encoded once).
         max_len: truncation length in tokens, specials included.
+        progress: a label for a progress bar (None: no bar).
 
     Returns:
         (N, H) float32 embeddings in input order.
@@ -439,7 +447,7 @@ def encode(
     position = {s: i for i, s in enumerate(unique)}
     ids = tokenize_ids(tokenizer, unique, max_len)
     emb = encode_ids(encoder, ids, pad_id=pad_token_id(tokenizer), batch_size=batch_size, device=device,
-                     autocast_dtype=autocast_dtype)
+                     autocast_dtype=autocast_dtype, progress=progress)
     return emb[[position[s] for s in sentences]]
 
 

@@ -65,21 +65,7 @@ class Params:
     @classmethod
     def load(cls, path: Path | str = "params.yaml") -> "Params":
         """Load a params file; a missing or malformed file is a :class:`UserError`."""
-        path = Path(path)
-        try:
-            data = load_yaml(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: params file not found; run from the project root") from None
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                            "save it as UTF-8") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise UserError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a mapping of params at the top level")
-        return cls(data, source=str(path))
+        return cls(load_mapping(path), source=str(path))
 
     def _lookup(self, dotted: str, default: Any = _MISSING) -> Any:
         node: Any = self._data
@@ -132,6 +118,31 @@ class Params:
         if value is None:
             raise UserError(f"{self.source}: variants.{name}.{key} is required")
         return value
+
+
+def load_mapping(path: Path | str, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The mapping a params file holds (an empty file is {} if ``allow_empty``, e.g. an overlay).
+
+    Raises:
+        UserError: the file is missing, not UTF-8, not YAML, or not a mapping.
+    """
+    path = Path(path)
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: params file not found; run from the project root") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                        "save it as UTF-8") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None and allow_empty:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of params at the top level")
+    return data
 
 
 # --- validation -------------------------------------------------------------------
@@ -356,3 +367,13 @@ def eval_settings(params: Params) -> tuple[str, int, BootstrapConfig]:
         raise _fail(src, "bootstrap.confidence", confidence, "a number in (0, 1)")
     seed = _integer(src, "bootstrap.seed", params.get("bootstrap.seed"))
     return protocol, batch, BootstrapConfig(resamples=resamples, confidence=confidence, seed=seed)
+
+
+def check_sections(source: str, key: str, value: Any) -> dict[str, str]:
+    """Extra report sections: a mapping of non-empty title -> markdown text ({} for none)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(t, str) and t.strip() and isinstance(x, str)
+                                              for t, x in value.items()):
+        raise _fail(source, key, value, "a mapping of section title -> markdown text, or {}")
+    return value

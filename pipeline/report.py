@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pipeline.card import CARD, CITATIONS, COLUMN_TITLES, PUBLISHED, card_row, row_label
+from pipeline.card import (CARD, CITATIONS, COLUMN_TITLES, CORPUS_SENTENCES, DATA, HARDWARE, PUBLISHED, card_row,
+                           card_settings, row_label)
 from pipeline.evaluate import BENCHMARKS, read_predictions
 from pipeline.hub import models_manifest
 from pipeline.metrics import KEYS, bootstrap_intervals
@@ -47,6 +48,7 @@ class ReportInputs:
     published: dict = field(default_factory=dict)
     published_manifest: dict = field(default_factory=dict)
     published_dir: Path | None = None
+    baseline_dir: Path | None = None
     data_manifest: dict = field(default_factory=dict)
     models_manifest: dict = field(default_factory=dict)
     train_manifests: dict = field(default_factory=dict)
@@ -54,6 +56,7 @@ class ReportInputs:
     code: dict = field(default_factory=dict)
     note: str = ""
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    sections: dict[str, str] = field(default_factory=dict)  # extra {title: markdown} (param report_sections)
 
 
 def read_dvclive_series(folder: Path, seed_label: str) -> dict[str, list[tuple[int, float]]]:
@@ -72,7 +75,7 @@ def read_dvclive_series(folder: Path, seed_label: str) -> dict[str, list[tuple[i
 
 def collect(*, variants: list[str], metrics_dir: Path, eval_dir: Path, models_dir: Path, live_dir: Path,
             raw_dir: Path, data_models_dir: Path, train_dir: Path, lock_path: Path, code: dict,
-            note: str, bootstrap: BootstrapConfig) -> ReportInputs:
+            note: str, bootstrap: BootstrapConfig, sections: dict[str, str] | None = None) -> ReportInputs:
     """Read every pipeline output the report needs; variants without results are skipped."""
     results = []
     for name in variants:
@@ -93,11 +96,12 @@ def collect(*, variants: list[str], metrics_dir: Path, eval_dir: Path, models_di
         published=_read_json(metrics_dir / "published.json", {}),
         published_manifest=_read_json(eval_dir / "published" / "manifest.json", {}),
         published_dir=eval_dir / "published",
+        baseline_dir=eval_dir / "baseline",
         data_manifest=_read_json(raw_dir / "manifest.json", {}).get("files", {}),
         models_manifest=models_manifest(data_models_dir),
         train_manifests={k: _read_json(train_dir / k / "manifest.json", {}) for k in ("wiki", "nli")},
         lock=(lock or {}).get("stages", {}),
-        code=code, note=note, bootstrap=bootstrap,
+        code=code, note=note, bootstrap=bootstrap, sections=dict(sections or {}),
     )
 
 
@@ -139,6 +143,29 @@ def card_values(bench: str, variant: str) -> dict | None:
 
 # --- comparisons ------------------------------------------------------------------
 
+def paired_difference(inputs: ReportInputs, result: VariantResult, bench: str, ref_path: Path,
+                      ref_block: dict) -> dict | None:
+    """{key: {diff, ci_low, ci_high}} of a variant (mean over its seeds) minus a reference model on ``bench``.
+
+    The interval is a paired bootstrap: the same resampled pairs score both, with the
+    report's resamples and seed. None if a predictions file is missing.
+    """
+    files = [p[bench] for p in result.predictions.values()]
+    if not ref_path.is_file() or not files or not all(f.is_file() for f in files):
+        return None
+    gold, ref_scores = read_predictions(ref_path)
+    ours = []
+    for f in files:
+        g, scores = read_predictions(f)
+        if not np.array_equal(g, gold):
+            raise ValueError(f"{f} and {ref_path} score different pairs")
+        ours.append(scores)
+    ci = bootstrap_intervals(gold, ours, baseline=[ref_scores], resamples=inputs.bootstrap.resamples,
+                             confidence=inputs.bootstrap.confidence, seed=inputs.bootstrap.seed)
+    block = result.metrics[bench]
+    return {key: {"diff": block[key] - ref_block[key], "ci_low": ci[key][0], "ci_high": ci[key][1]} for key in KEYS}
+
+
 def published_differences(inputs: ReportInputs) -> dict:
     """Paired bootstrap intervals of ours - published, per variant and benchmark (same pairs, same resamples)."""
     out: dict = {}
@@ -150,33 +177,47 @@ def published_differences(inputs: ReportInputs) -> dict:
             continue
         out[result.name] = {}
         for bench in BENCHMARKS:
-            pub_path = inputs.published_dir / f"{bench}.{row}.tsv"
-            files = [p[bench] for p in result.predictions.values()]
-            if not pub_path.is_file() or not all(f.is_file() for f in files):
-                continue
-            gold, pub_scores = read_predictions(pub_path)
-            ours = []
-            for f in files:
-                g, scores = read_predictions(f)
-                if not np.array_equal(g, gold):
-                    raise ValueError(f"{f} and {pub_path} score different pairs")
-                ours.append(scores)
-            ci = bootstrap_intervals(gold, ours, baseline=[pub_scores], resamples=inputs.bootstrap.resamples,
-                                     confidence=inputs.bootstrap.confidence, seed=inputs.bootstrap.seed)
-            ours_block = result.metrics[bench]
-            pub_block = inputs.published[row][bench]
-            out[result.name][bench] = {key: {"diff": ours_block[key] - pub_block[key], "ci_low": ci[key][0],
-                                             "ci_high": ci[key][1]} for key in KEYS}
+            diff = paired_difference(inputs, result, bench, inputs.published_dir / f"{bench}.{row}.tsv",
+                                     inputs.published[row][bench])
+            if diff is not None:
+                out[result.name][bench] = diff
     return out
 
 
-def combined_metrics(inputs: ReportInputs, comparisons: dict) -> dict:
+def base_model_slug(inputs: ReportInputs, result: VariantResult) -> str | None:
+    """The data/models folder name of the base model a variant was trained from."""
+    model = next(iter(result.trainings.values()), {}).get("config", {}).get("model")
+    return next((slug for slug, record in inputs.models_manifest.items() if record.get("model") == model), None)
+
+
+def baseline_differences(inputs: ReportInputs) -> dict:
+    """Paired bootstrap intervals of trained - untrained (the variant's own base model), per variant and benchmark."""
+    out: dict = {}
+    if not inputs.baseline or inputs.baseline_dir is None:
+        return out
+    for result in inputs.variants:
+        slug = base_model_slug(inputs, result)
+        if slug not in inputs.baseline:
+            continue
+        per_bench = {}
+        for bench in BENCHMARKS:
+            diff = paired_difference(inputs, result, bench, inputs.baseline_dir / f"{bench}.{slug}.tsv",
+                                     inputs.baseline[slug][bench])
+            if diff is not None:
+                per_bench[bench] = diff
+        if per_bench:
+            out[result.name] = per_bench
+    return out
+
+
+def combined_metrics(inputs: ReportInputs, comparisons: dict, improvements: dict | None = None) -> dict:
     """Everything the tables show, in one JSON (``metrics.json`` beside the report)."""
     return {
         "variants": {r.name: r.metrics for r in inputs.variants},
         "baseline": inputs.baseline,
         "published": inputs.published,
         "ours_minus_published": comparisons,
+        "trained_minus_untrained": improvements or {},
     }
 
 
@@ -258,6 +299,22 @@ def protocol_section(inputs: ReportInputs) -> list[str]:
     return lines + [""]
 
 
+def difference_cell(c: dict) -> str:
+    """``diff [low, high]``, bold when the interval excludes 0."""
+    text = f"{fmt(c['diff'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
+    return f"**{text}**" if c["ci_low"] > 0 or c["ci_high"] < 0 else text
+
+
+def difference_table(comparisons: dict) -> list[str]:
+    """One row per variant and benchmark: each column's difference with its paired interval."""
+    lines = ["| Model | Benchmark | " + " | ".join(COLUMN_TITLES) + " |", "|---|---|" + "---:|" * len(KEYS)]
+    for variant, by_bench in comparisons.items():
+        for bench, cols in by_bench.items():
+            lines.append(f"| {label_of(variant)} | {BENCHMARKS[bench][1]} | "
+                         + " | ".join(difference_cell(cols[k]) for k in KEYS) + " |")
+    return lines
+
+
 def published_section(inputs: ReportInputs, comparisons: dict) -> list[str]:
     lines = ["## Ours vs the published checkpoints", ""]
     if not inputs.published:
@@ -266,17 +323,102 @@ def published_section(inputs: ReportInputs, comparisons: dict) -> list[str]:
         return lines + [f"Published checkpoints: {why}.", ""]
     lines += ["Difference ours − published on the same pairs, with a 95% paired bootstrap interval. "
               "An interval that excludes 0 (bold) means our training differs from theirs; a published row that "
-              "differs from the card means the evaluation differs.", "",
-              "| Model | Benchmark | " + " | ".join(COLUMN_TITLES) + " |", "|---|---|" + "---:|" * len(KEYS)]
-    for variant, by_bench in comparisons.items():
-        for bench, cols in by_bench.items():
-            cells = []
-            for k in KEYS:
-                c = cols[k]
-                text = f"{fmt(c['diff'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
-                cells.append(f"**{text}**" if c["ci_low"] > 0 or c["ci_high"] < 0 else text)
-            lines.append(f"| {label_of(variant)} | {BENCHMARKS[bench][1]} | " + " | ".join(cells) + " |")
-    return lines + [""]
+              "differs from the card means the evaluation differs.", ""]
+    return lines + difference_table(comparisons) + [""]
+
+
+def improvement_section(inputs: ReportInputs, improvements: dict) -> list[str]:
+    if not improvements:
+        return []
+    lines = ["## Trained − untrained", "",
+             "Each variant minus its untrained base model (same evaluation, same pairs), with a 95% paired "
+             "bootstrap interval. Bold: the interval excludes 0, so training changed the score.", ""]
+    return lines + difference_table(improvements) + [""]
+
+
+def extra_sections(inputs: ReportInputs) -> list[str]:
+    lines = []
+    for title, text in inputs.sections.items():
+        lines += [f"## {title}", "", str(text).strip(), ""]
+    return lines
+
+
+# --- what the run trained on, and how it differs from the card ------------------------
+
+#: `from` of a training-data manifest -> short name (the summary table)
+DATA_NAMES = {"wiki": "wiki corpus (unsup)", "korsts_xnli": "KorSTS train + XNLI-ko dev sentences (unsup)",
+              "kornli_train": "KorNLI triplets (sup)", "xnli_test": "XNLI-ko test triplets (sup)"}
+
+
+def data_from(manifest: dict) -> str:
+    """The builder a training-data manifest came from (manifests older than `corpus.from` were wiki / KorNLI)."""
+    return manifest.get("from") or ("wiki" if manifest.get("kind") == "wiki" else "kornli_train")
+
+
+def describe_data(manifest: dict) -> str:
+    """One sentence on a training-data manifest (corpus or triplets stage): what was read, what was kept."""
+    source = data_from(manifest)
+    if manifest.get("kind") == "wiki":
+        n = manifest["sentences"]
+        if source == "korsts_xnli":
+            text = (f"the {manifest['distinct']:,} distinct sentences of KorSTS train and XNLI-ko dev "
+                    f"({manifest['sentences_read']:,} read), shuffled with seed {manifest['seed']}")
+        else:
+            text = f"the wiki corpus ({manifest['blank_lines_skipped']} blank lines skipped)"
+        total = manifest.get("distinct", manifest.get("sentences_read", n))
+        cap = f"; the first {n:,} kept (`corpus.max_sentences`)" if n < total else ""
+        return f"{n:,} sentences: {text}{cap}"
+    name = {"kornli_train": "KorNLI multinli + snli train", "xnli_test": "XNLI-ko test"}.get(source, source)
+    n, built = manifest["triplets"], manifest.get("built", manifest["triplets"])
+    cap = f"; the first {n:,} of {built:,} kept (`triplets.max_triplets`)" if n < built else ""
+    return (f"{n:,} triplets (recipe `{manifest['recipe']}`) from {manifest['pairs_read']:,} {name} pairs "
+            f"({manifest['dropped_na']} dropped for `n/a`){cap}")
+
+
+def _hardware(inputs: ReportInputs) -> str:
+    first = next((t for r in inputs.variants for t in r.trainings.values()), {})
+    env = first.get("environment", {})
+    if first.get("device") == "cpu":
+        return f"CPU ({env.get('cpu')}, {env.get('cpu_count')} logical cores), fp32"
+    precision = first.get("config", {}).get("precision")
+    return f"{first.get('processes', 1)} × {env.get('gpu')}, {precision} autocast"
+
+
+def deviations(inputs: ReportInputs) -> list[tuple[str, str, str]]:
+    """(setting, the card's value, this run's value) for every card setting some variant does not keep,
+    then the training data and the hardware (always listed)."""
+    rows = []
+    differing: dict[str, dict[str, list[str]]] = {}
+    reference: dict[str, str] = {}
+    for result in inputs.variants:
+        cfg = next(iter(result.trainings.values()), {}).get("config", {})
+        for key, card_value in card_settings(result.name).items():
+            if key in cfg and cfg[key] != card_value:
+                reference.setdefault(key, str(card_value))
+                differing.setdefault(key, {}).setdefault(str(cfg[key]), []).append(result.name)
+    for key, by_value in differing.items():
+        run = "; ".join(f"`{value}` ({', '.join(names)})" for value, names in by_value.items())
+        rows.append((key, f"`{reference[key]}`", run))
+    kinds = {next(iter(r.trainings.values()), {}).get("config", {}).get("data") for r in inputs.variants}
+    for kind, setting in (("wiki", "unsupervised data"), ("nli", "supervised data")):
+        manifest = inputs.train_manifests.get(kind) or {}
+        if kind in kinds and manifest:
+            run = describe_data(manifest)
+            if kind == "wiki":
+                run += f" ({manifest['sentences'] / CORPUS_SENTENCES:.2%} of the card's 1M)"
+            rows.append((setting, DATA[kind], run))
+    if inputs.variants:
+        rows.append(("hardware", HARDWARE, _hardware(inputs)))
+    return rows
+
+
+def deviations_lines(inputs: ReportInputs) -> list[str]:
+    rows = deviations(inputs)
+    if not rows:
+        return []
+    lines = ["**This run vs the card's settings** (every card setting a variant changes, then the data and "
+             "hardware):", "", "| Setting | Card | This run |", "|---|---|---|"]
+    return lines + [f"| {key} | {card} | {run} |" for key, card, run in rows] + [""]
 
 
 def figures_section(figures: dict[str, dict[str, str]]) -> list[str]:
@@ -295,13 +437,13 @@ def _lock_outs(inputs: ReportInputs, stage: str) -> list[tuple[str, str]]:
 
 
 def blank_lines_note(sentences: int, blank: int) -> str:
-    """The unsupervised data line of the provenance: how many blank corpus lines were skipped, and
-    that the card's reader trained on them (each as an empty sentence)."""
+    """The provenance's note on blank corpus lines: we skip them, the card's reader trained on them
+    (each as an empty sentence). Empty when the corpus has none."""
     if not blank:
-        return f"Unsupervised data: {sentences} sentences (no blank lines in the corpus)."
-    return (f"Unsupervised data: {sentences} sentences; {blank} blank line{'s' if blank != 1 else ''} of the corpus "
-            "skipped. The card's reader (`readlines()`) kept them, so the card trained on "
-            f"{sentences + blank} rows, {blank} of them an empty sentence (only [CLS] [SEP]).")
+        return ""
+    return (f"{blank} blank line{'s' if blank != 1 else ''} of the corpus skipped here. The card's reader "
+            f"(`readlines()`) kept them, so the card trained on {sentences + blank} rows, {blank} of them an "
+            "empty sentence (only [CLS] [SEP]).")
 
 
 def provenance_section(inputs: ReportInputs) -> list[str]:
@@ -328,10 +470,11 @@ def provenance_section(inputs: ReportInputs) -> list[str]:
     wiki, nli = inputs.train_manifests.get("wiki") or {}, inputs.train_manifests.get("nli") or {}
     lines += [""]
     if wiki:
-        lines.append(blank_lines_note(wiki['sentences'], wiki['blank_lines_skipped']))
+        lines.append(f"Unsupervised data: {describe_data(wiki)}.")
+        if wiki.get("blank_lines_skipped"):
+            lines.append(blank_lines_note(wiki["sentences"], wiki["blank_lines_skipped"]))
     if nli:
-        lines.append(f"Supervised data: {nli['triplets']} triplets from {nli['pairs_read']} KorNLI pairs "
-                     f"(recipe `{nli['recipe']}`, {nli['dropped_na']} dropped for `n/a`).")
+        lines.append(f"Supervised data: {describe_data(nli)}.")
     lines.append("")
     for result in inputs.variants:
         lines += [f"### {label_of(result.name)} (`{result.name}`)", ""]
@@ -360,8 +503,37 @@ def provenance_section(inputs: ReportInputs) -> list[str]:
     return lines
 
 
-def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons: dict) -> str:
-    """The report markdown."""
+def summary_lines(inputs: ReportInputs, improvements: dict) -> list[str]:
+    """One row per variant: base model, data, recipe, AVG (the card's), and AVG trained − untrained."""
+    if not inputs.variants:
+        return []
+    titles = [title for _, title in BENCHMARKS.values()]
+    head = "| Variant | Base model | Training data | Recipe | " + " | ".join(f"{t} AVG (card)" for t in titles)
+    rule = "|---|---|---|---|" + "---:|" * len(titles)
+    if improvements:
+        head += " | " + " | ".join(f"{t}: trained − untrained" for t in titles)
+        rule += "---:|" * len(titles)
+    lines = [head + " |", rule]
+    for r in inputs.variants:
+        cfg = shown_config(next(iter(r.trainings.values()), {}))
+        manifest = inputs.train_manifests.get(cfg.get("data")) or {"kind": cfg.get("data")}
+        data = DATA_NAMES.get(data_from(manifest), "-") if cfg.get("data") else "-"
+        cells = []
+        for bench in BENCHMARKS:
+            card = card_values(bench, r.name)
+            cells.append(f"{value_cell(r.metrics[bench], 'avg')} ({fmt(card['avg']) if card else '-'})")
+        if improvements:
+            cells += [difference_cell(improvements[r.name][b]["avg"]) if b in improvements.get(r.name, {}) else "-"
+                      for b in BENCHMARKS]
+        lines.append(f"| {label_of(r.name)} | {cfg.get('model', '-')} | {data} | {cfg.get('recipe', '-')} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons: dict,
+           improvements: dict | None = None) -> str:
+    """The report markdown; ``improvements`` is :func:`baseline_differences`."""
+    improvements = improvements or {}
     lines = ["# SimCSE-KO reproduction", ""]
     if inputs.note:
         lines += [f"> {inputs.note}", ""]
@@ -369,23 +541,19 @@ def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons
     lines += [f"Variants with results: {trained}. Model card being reproduced: "
               "`snumin44/simcse-ko-bert-unsupervised` and its three siblings (SimCSE on klue/bert-base and "
               "klue/roberta-base; unsupervised on a Korean Wikipedia corpus, supervised on KorNLI).", ""]
-    if inputs.variants:
-        lines += ["| Variant | Base model | Training data | KorSTS test AVG (card) | KLUE-STS dev AVG (card) |",
-                  "|---|---|---|---:|---:|"]
-        for r in inputs.variants:
-            cfg = shown_config(next(iter(r.trainings.values()), {}))
-            data = {"wiki": "wiki corpus (unsup)", "nli": "KorNLI triplets (sup)"}.get(cfg.get("data"), "-")
-            cells = []
-            for bench in BENCHMARKS:
-                card = card_values(bench, r.name)
-                cells.append(f"{value_cell(r.metrics[bench], 'avg')} ({fmt(card['avg']) if card else '-'})")
-            lines.append(f"| {label_of(r.name)} | {cfg.get('model', '-')} | {data} | " + " | ".join(cells) + " |")
-        lines.append("")
+    lines += summary_lines(inputs, improvements)
+    if improvements:
+        lines += ["Trained − untrained: AVG of the variant minus AVG of its untrained base model on the same pairs, "
+                  "[95% paired bootstrap interval]; bold when the interval excludes 0.", ""]
+    lines += deviations_lines(inputs)
+    bold = " **Bold** Δ: the card's value lies outside our interval." if any(
+        card_row(r.name) for r in inputs.variants) else ""
     lines += ["Values are x100. `±` is the half-width of a 95% paired bootstrap interval "
-              f"({inputs.bootstrap.resamples} resamples of the pairs, seed {inputs.bootstrap.seed}). "
-              "**Bold** Δ: the card's value lies outside our interval.", ""]
+              f"({inputs.bootstrap.resamples} resamples of the pairs, seed {inputs.bootstrap.seed}).{bold}", ""]
     for bench, (_, title) in BENCHMARKS.items():
         lines += [f"## {title}", ""] + benchmark_table(inputs, bench) + [""]
+    lines += improvement_section(inputs, improvements)
+    lines += extra_sections(inputs)
     lines += seed_section(inputs)
     lines += protocol_section(inputs)
     lines += published_section(inputs, comparisons)
@@ -430,8 +598,9 @@ def draw_figures(inputs: ReportInputs, folder: Path, rel: str = "figures") -> di
             block = r.metrics[bench]
             ci = {k: (block[f"{k}_ci_low"], block[f"{k}_ci_high"]) for k in KEYS} if "avg_ci_low" in block else None
             bar_panels[title] = ({k: block[k] for k in KEYS}, card_values(bench, r.name), ci)
-        plots.bars(folder / f"bars_{r.name}.png", f"The card's columns, ours vs the card — {label}", bar_panels)
-        figs[f"AVG and the eight columns, ours vs the card — {label}"] = f"{rel}/bars_{r.name}.png"
+        versus = " vs the card" if card_row(r.name) else ""
+        plots.bars(folder / f"bars_{r.name}.png", f"The card's columns, ours{versus} — {label}", bar_panels)
+        figs[f"AVG and the eight columns, ours{versus} — {label}"] = f"{rel}/bars_{r.name}.png"
         figures[r.name] = figs
     return figures
 

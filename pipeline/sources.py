@@ -7,13 +7,18 @@ prefix): that keeps every line of params.yaml short enough that DVC's YAML
 round trip (``dvc exp run -S``) does not rewrap it. The key fixes the file's
 name under data/raw and the parser that validates it right after download, so
 a malformed benchmark fails in the download stage, not after hours of training.
+
+Only the sources the run needs are fetched: the benchmarks always, plus the
+inputs of the chosen unsupervised corpus (`corpus.from`) and supervised
+triplets (`triplets.from`). The full run builds from the 1M-sentence corpus and
+KorNLI train; the CPU rehearsal from KorSTS train + XNLI-ko dev and XNLI-ko test.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pipeline import data
 from pipeline.errors import UserError
@@ -48,7 +53,22 @@ SOURCES: dict[str, tuple[str, Callable[[Path], dict[str, int]]]] = {
     "klue_dev": ("klue_dev.json", _klue_counts),
     "kornli_mnli": ("kornli_mnli.tsv", _kornli_counts),
     "kornli_snli": ("kornli_snli.tsv", _kornli_counts),
+    "xnli_dev": ("xnli_dev.tsv", _kornli_counts),
+    "xnli_test": ("xnli_test.tsv", _kornli_counts),
 }
+
+#: Fetched by every run: KorSTS dev (model selection), KorSTS test and KLUE-STS dev (evaluation), KorSTS train.
+BENCHMARK_SOURCES = ("korsts_train", "korsts_dev", "korsts_test", "klue_dev")
+#: `corpus.from` -> the sources the unsupervised corpus is built from.
+CORPUS_FROM = {"wiki": ("corpus",), "korsts_xnli": ("korsts_train", "xnli_dev")}
+#: `triplets.from` -> the NLI sources the supervised triplets are built from.
+TRIPLETS_FROM = {"kornli_train": ("kornli_mnli", "kornli_snli"), "xnli_test": ("xnli_test",)}
+
+
+def needed_sources(corpus_from: str, triplets_from: str) -> list[str]:
+    """The source keys a run with these builders reads, in :data:`SOURCES` order."""
+    wanted = set(BENCHMARK_SOURCES) | set(CORPUS_FROM[corpus_from]) | set(TRIPLETS_FROM[triplets_from])
+    return [key for key in SOURCES if key in wanted]
 
 
 def file_name(key: str) -> str:
@@ -84,15 +104,18 @@ def source_url(key: str, url: str, roots: dict[str, str], where: str = "params.y
     return PLACEHOLDER.sub(fill, url)
 
 
-def check_sources(sources: Any, where: str = "params.yaml", roots: Any = None) -> dict[str, dict]:
-    """Validate the ``sources`` mapping: every known key present with a url whose placeholders are
-    ``{revision}`` or ``source_roots`` names (``roots``); revision a string or null; sha256 64 hex or null."""
+def check_sources(sources: Any, where: str = "params.yaml", roots: Any = None,
+                  needed: Iterable[str] | None = None) -> dict[str, dict]:
+    """Validate the ``sources`` mapping: every ``needed`` key (default: every known source) present;
+    each entry with a url whose placeholders are ``{revision}`` or ``source_roots`` names (``roots``),
+    revision a string or null, sha256 64 hex or null; no unknown key."""
     roots = check_roots(roots, where)
     if not isinstance(sources, dict):
         raise UserError(f"{where}: sources must be a mapping of source name -> {{url, revision, sha256}}")
-    missing = [k for k in SOURCES if k not in sources]
+    needed = list(SOURCES if needed is None else needed)
+    missing = [k for k in needed if k not in sources]
     if missing:
-        raise UserError(f"{where}: sources.{missing[0]} is missing; expected entries for {', '.join(SOURCES)}")
+        raise UserError(f"{where}: sources.{missing[0]} is missing; this run reads {', '.join(needed)}")
     unknown = [k for k in sources if k not in SOURCES]
     if unknown:
         raise UserError(f"{where}: sources.{unknown[0]} is not a known source; expected {', '.join(SOURCES)}")
@@ -111,11 +134,11 @@ def check_sources(sources: Any, where: str = "params.yaml", roots: Any = None) -
     return sources
 
 
-def resolved_sources(params) -> dict[str, dict]:
-    """``sources`` of a :class:`pipeline.params.Params`, validated, with ``source_roots`` filled into each
-    URL (``{revision}`` is left for the download to fill)."""
+def resolved_sources(params, needed: Iterable[str] | None = None) -> dict[str, dict]:
+    """``sources`` of a :class:`pipeline.params.Params`, validated (every ``needed`` key present), with
+    ``source_roots`` filled into each URL (``{revision}`` is left for the download to fill)."""
     roots = params.get("source_roots", {})
-    sources = check_sources(params.get("sources"), params.source, roots)
+    sources = check_sources(params.get("sources"), params.source, roots, needed)
     roots = check_roots(roots, params.source)
     return {key: {**entry, "url": source_url(key, entry["url"], roots, params.source)}
             for key, entry in sources.items()}

@@ -1,10 +1,11 @@
-"""Stage `download`: fetch every data source, verify its sha256, validate it, record a manifest.
+"""Stage `download`: fetch the data sources this run reads, verify their sha256, validate them, record a manifest.
 
     python -m stages.download --out data/raw
 
-Writes data/raw/<key>.<ext> for each source in params.yaml `sources` and
-data/raw/manifest.json (source URL, revision, sha256, whether the hash was
-pinned, size, row counts).
+The benchmarks are always fetched; of the training sources only those that
+`corpus.from` and `triplets.from` build from (pipeline.sources). Writes
+data/raw/<key>.<ext> for each of them and data/raw/manifest.json (source URL,
+revision, sha256, whether the hash was pinned, size, row counts).
 """
 
 from __future__ import annotations
@@ -16,20 +17,24 @@ from pipeline.atomic import atomic_dir, write_json
 from pipeline.download import fetch, resolve_source
 from pipeline.provenance import Timer, write_timing
 from pipeline.errors import UserError, cli_entry
-from pipeline.params import Params
-from pipeline.sources import SOURCES, resolved_sources
+from pipeline.params import Params, check_choice
+from pipeline.sources import CORPUS_FROM, SOURCES, TRIPLETS_FROM, needed_sources, resolved_sources
 
 
-def read_params(params: Params) -> dict:
-    """The ``sources`` mapping, validated, with ``source_roots`` filled into each URL."""
-    return resolved_sources(params)
+def read_params(params: Params) -> tuple[dict, list[str]]:
+    """(the `sources` mapping with ``source_roots`` filled into each URL, the keys this run fetches)."""
+    src = params.source
+    needed = needed_sources(check_choice(src, "corpus.from", params.get("corpus.from"), CORPUS_FROM),
+                            check_choice(src, "triplets.from", params.get("triplets.from"), TRIPLETS_FROM))
+    return resolved_sources(params, needed), needed
 
 
-def download_all(sources: dict, out: Path) -> dict:
-    """Fetch, verify and validate every source into ``out`` atomically; return the manifest."""
+def download_all(sources: dict, out: Path, needed: list[str] | None = None) -> dict:
+    """Fetch, verify and validate the ``needed`` sources (default: all) into ``out`` atomically; return the manifest."""
     with atomic_dir(out) as tmp:
         files = {}
-        for key, (name, validate) in SOURCES.items():
+        for key in needed or list(SOURCES):
+            name, validate = SOURCES[key]
             entry = sources[key]
             revision = entry.get("revision")
             url = resolve_source(entry["url"], revision)
@@ -66,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     with Timer() as timer:
-        sources = read_params(Params.load(args.params))
-        download_all(sources, args.out)
+        sources, needed = read_params(Params.load(args.params))
+        download_all(sources, args.out, needed)
     write_timing(args.timing, "download", timer.seconds)
     return 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from pipeline.atomic import atomic_dir, write_json, write_text
 from pipeline.card import card_order
 from pipeline.errors import cli_entry
-from pipeline.params import Params, eval_settings
+from pipeline.params import Params, check_sections, eval_settings
 from pipeline.provenance import code_version
 
 
@@ -30,7 +30,8 @@ def read_params(params: Params) -> dict:
     ordered = card_order(names)  # the card's row order; extensions (e.g. -simcse) after their row
     _, _, bootstrap = eval_settings(params)
     note = params.get("report_note") or ""
-    return {"variants": ordered, "bootstrap": bootstrap, "note": str(note).strip()}
+    sections = check_sections(params.source, "report_sections", params.get("report_sections"))
+    return {"variants": ordered, "bootstrap": bootstrap, "note": str(note).strip(), "sections": sections}
 
 
 def build(cfg: dict, args: argparse.Namespace) -> Path:
@@ -39,16 +40,18 @@ def build(cfg: dict, args: argparse.Namespace) -> Path:
     inputs = report.collect(
         variants=cfg["variants"], metrics_dir=args.metrics, eval_dir=args.eval, models_dir=args.models,
         live_dir=args.live, raw_dir=args.raw, data_models_dir=args.data_models, train_dir=args.train,
-        lock_path=Path("dvc.lock"), code=code_version("."), note=cfg["note"], bootstrap=cfg["bootstrap"])
+        lock_path=Path("dvc.lock"), code=code_version("."), note=cfg["note"], bootstrap=cfg["bootstrap"],
+        sections=cfg["sections"])
     comparisons = report.published_differences(inputs)
+    improvements = report.baseline_differences(inputs)
     out: Path = args.out
     with atomic_dir(out / "figures") as tmp:
         figures = report.draw_figures(inputs, tmp)
-    write_json(out / "metrics.json", report.combined_metrics(inputs, comparisons))
+    write_json(out / "metrics.json", report.combined_metrics(inputs, comparisons, improvements))
     stage_timings = report.timings(args.timings)
     write_json(out / "timings.json", stage_timings)
     write_mteb(inputs, stage_timings, out / "mteb")
-    write_text(out / "README.md", report.render(inputs, figures, comparisons))
+    write_text(out / "README.md", report.render(inputs, figures, comparisons, improvements))
     return out / "README.md"
 
 

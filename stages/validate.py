@@ -15,21 +15,22 @@ from pathlib import Path
 
 from pipeline.atomic import write_text
 from pipeline.errors import UserError, cli_entry
-from pipeline.params import Params, eval_settings, train_config
-from pipeline.sources import check_sources
-from stages import fetch_model, published, triplets
+from pipeline.params import Params, check_sections, eval_settings, train_config
+from stages import corpus, download, fetch_model, published, triplets
 
 
 def validate(params: Params) -> list[str]:
     """Validate every section; return the variant names."""
-    check_sources(params.get("sources"), params.source, params.get("source_roots", {}))
+    download.read_params(params)
     names = params.variant_names()
     for name in names:
         train_config(params, name)
         fetch_model.read_params(params, name)
     eval_settings(params)
+    corpus.read_params(params)
     triplets.read_params(params)
     published.read_params(params)
+    check_sections(params.source, "report_sections", params.get("report_sections"))
     report_dir = params.get("report_dir")
     if not isinstance(report_dir, str) or not report_dir or Path(report_dir).is_absolute():
         raise UserError(f"{params.source}: report_dir = {report_dir!r}: expected a relative folder such as reports")

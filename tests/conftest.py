@@ -32,3 +32,15 @@ def run_module(module: str, *args: str, cwd: Path, env: dict | None = None,
     full_env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def parse_tables(markdown: str) -> dict[str, list[list[str]]]:
+    """{section title: rows of cells} for the first table under each `## ` heading."""
+    tables: dict[str, list[list[str]]] = {}
+    section = None
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+        elif line.startswith("|") and section and not set(line) <= set("|-: "):
+            tables.setdefault(section, []).append([c.strip() for c in line.strip("|").split("|")])
+    return tables

@@ -90,7 +90,9 @@ def good_project(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
         path = project / "src" / REVISION / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(text.encode("utf-8"))
-    (project / "params.yaml").write_text(yaml.safe_dump({"sources": _sources()}, sort_keys=False), encoding="utf-8")
+    real = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params = {"sources": _sources(), "corpus": real["corpus"], "triplets": real["triplets"]}  # what to fetch
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     result = _download(project)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

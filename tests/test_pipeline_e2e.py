@@ -22,6 +22,7 @@ import pytest
 
 from pipeline.card import CARD, card_row, row_label
 from pipeline.metrics import KEYS
+from tests.conftest import parse_tables
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +37,9 @@ def smoke(target: Path, reports: Path) -> subprocess.CompletedProcess:
 
 
 def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    from pipeline.smoke import smoke_env
+    from pipeline.project import project_env
 
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=smoke_env(),
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=project_env(),
                             capture_output=True, text=True, timeout=1200)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -56,18 +57,6 @@ def project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def report_dir(project) -> Path:
     return project.parent / "reports"
-
-
-def parse_tables(markdown: str) -> dict[str, list[list[str]]]:
-    """{section title: rows of cells} for the first table under each `## ` heading."""
-    tables: dict[str, list[list[str]]] = {}
-    section = None
-    for line in markdown.splitlines():
-        if line.startswith("## "):
-            section = line[3:].strip()
-        elif line.startswith("|") and section and not set(line) <= set("|-: "):
-            tables.setdefault(section, []).append([c.strip() for c in line.strip("|").split("|")])
-    return tables
 
 
 def test_report_tables_equal_the_metrics_json(report_dir):
@@ -163,6 +152,8 @@ def test_pipeline_is_up_to_date_and_leaves_no_undeclared_files(project):
             continue
         if rel == "dvc.lock" or any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in declared):
             continue
+        if rel.startswith(".cache/tokens/"):  # the tokenize stages' content-keyed scratch (gitignored, dvcignored)
+            continue
         stray.append(rel)
     assert stray == []
     assert not (project / "checkpoints" / "bert-unsup").exists()  # the resume scratch is removed on success
@@ -254,10 +245,10 @@ def test_killed_training_resumes_to_the_same_result(project, tmp_path):
     args = ["-m", "stages.train", "--variant", "bert-unsup", "--tokens", "data/tokens/bert-unsup", "--models",
             "data/models/bert-unsup", "--out", str(tmp_path / "models"), "--live", str(tmp_path / "live"), "--resume",
             str(tmp_path / "ckpt")]
-    from pipeline.smoke import smoke_env
+    from pipeline.project import project_env
 
     state = tmp_path / "ckpt" / "seed-42" / "state.pt"
-    proc = subprocess.Popen([sys.executable, *args], cwd=project, env=smoke_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, *args], cwd=project, env=project_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not state.exists() and proc.poll() is None and time.time() < deadline:
@@ -267,7 +258,7 @@ def test_killed_training_resumes_to_the_same_result(project, tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "models").exists()  # nothing half-written in place of the output
-    rerun = subprocess.run([sys.executable, *args], cwd=project, env=smoke_env(), capture_output=True, text=True,
+    rerun = subprocess.run([sys.executable, *args], cwd=project, env=project_env(), capture_output=True, text=True,
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming seed 42 from step" in rerun.stdout
@@ -278,7 +269,7 @@ def test_killed_training_resumes_to_the_same_result(project, tmp_path):
     out = tmp_path / "metrics.json"
     evaluated = subprocess.run([sys.executable, "-m", "stages.evaluate", "--models", str(tmp_path / "models"),
                                 "--raw", "data/raw", "--metrics", str(out), "--predictions", str(tmp_path / "pred")],
-                               cwd=project, env=smoke_env(), capture_output=True, text=True, timeout=600)
+                               cwd=project, env=project_env(), capture_output=True, text=True, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert out.read_bytes() == (project / "metrics" / "bert-unsup.json").read_bytes()
 

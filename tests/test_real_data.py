@@ -48,7 +48,8 @@ def _params(shared: Path, **sha_overrides: str) -> dict:
         sha = PINNED[key]["sha256"] if key in BENCHMARKS else None
         sources[key] = {"url": str(shared / rel), "revision": PINNED[key]["revision"],
                         "sha256": sha_overrides.get(key, sha)}
-    return {"sources": sources}
+    real = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    return {"sources": sources, "corpus": real["corpus"], "triplets": real["triplets"]}
 
 
 def _download(project: Path):

@@ -105,3 +105,58 @@ def test_published_rows_and_paired_differences(inputs):
 def test_render_is_deterministic(inputs):
     diffs = report.published_differences(inputs)
     assert report.render(inputs, {}, diffs) == report.render(inputs, {}, report.published_differences(inputs))
+
+
+@pytest.fixture
+def with_baseline(inputs, tmp_path):
+    """The inputs plus an untrained base model `m` (noisier than the trained seeds) and training data."""
+    sets = _sets()
+    boot = inputs.bootstrap
+    scores = _scores(sets, 1.5, 4)
+    inputs.baseline = {"m": summarize(sets, [scores], protocol="card", bootstrap=boot)}
+    write_predictions(tmp_path / "eval" / "baseline", "m", sets["card"], scores["card"])
+    inputs.baseline_dir = tmp_path / "eval" / "baseline"
+    inputs.models_manifest = {"m": {"model": "m"}}
+    inputs.train_manifests = {"wiki": {"kind": "wiki", "from": "korsts_xnli", "sentences_read": 40, "distinct": 30,
+                                       "seed": 42, "sentences": 20, "max_sentences": 20}}
+    return inputs
+
+
+def test_trained_minus_untrained_is_a_paired_difference(with_baseline):
+    diffs = report.baseline_differences(with_baseline)
+    ours, base = with_baseline.variants[0].metrics, with_baseline.baseline["m"]
+    for bench in ("korsts_test", "klue_dev"):
+        for key in KEYS:
+            d = diffs["bert-unsup"][bench][key]
+            assert d["diff"] == pytest.approx(ours[bench][key] - base[bench][key])
+            assert d["ci_low"] <= d["diff"] <= d["ci_high"]
+    assert diffs["bert-unsup"]["korsts_test"]["avg"]["ci_low"] > 0  # less noise than the untrained model
+    text = report.render(with_baseline, {}, {}, diffs)
+    d = diffs["bert-unsup"]["korsts_test"]["avg"]
+    assert "## Trained − untrained" in text
+    assert f"**{report.fmt(d['diff'])} [{report.fmt(d['ci_low'])}, {report.fmt(d['ci_high'])}]**" in text
+    assert report.combined_metrics(with_baseline, {}, diffs)["trained_minus_untrained"] == diffs
+
+
+def test_header_lists_every_deviation_from_the_card(with_baseline):
+    cfg = {"model": "m", "data": "wiki", "batch_size": 64, "lr": 5e-5, "recipe": "card", "seed": 42,
+           "precision": "bf16"}
+    for training in with_baseline.variants[0].trainings.values():
+        training.update({"config": cfg, "device": "cpu", "environment": {"cpu": "a CPU", "cpu_count": 2}})
+    rows = report.deviations(with_baseline)
+    assert rows == [
+        ("model", "`klue/bert-base`", "`m` (bert-unsup)"),
+        ("batch_size", "`256`", "`64` (bert-unsup)"),
+        ("unsupervised data", "Korean Wiki Text 1M (korean_wiki_1m.txt)",
+         "20 sentences: the 30 distinct sentences of KorSTS train and XNLI-ko dev (40 read), shuffled with seed 42; "
+         "the first 20 kept (`corpus.max_sentences`) (0.00% of the card's 1M)"),
+        ("hardware", "1 A100 GPU, fp16 autocast", "CPU (a CPU, 2 logical cores), fp32"),
+    ]
+    text = report.render(with_baseline, {}, {})
+    assert "| batch_size | `256` | `64` (bert-unsup) |" in text.split("\n## ")[0]  # in the header
+
+
+def test_extra_sections_are_rendered_in_order(inputs):
+    inputs.sections = {"First": "one\n", "Second": "two"}
+    text = report.render(inputs, {}, {})
+    assert "## First\n\none\n\n## Second\n\ntwo\n" in text
