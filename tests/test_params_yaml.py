@@ -126,7 +126,7 @@ def test_source_roots_expand_to_the_full_urls():
     from pipeline.params import Params
     from stages.download import read_params
 
-    sources = read_params(Params.load(ROOT / "params.yaml"))
+    sources, _ = read_params(Params.load(ROOT / "params.yaml"))
     assert sources["klue_dev"]["url"] == ("https://raw.githubusercontent.com/KLUE-benchmark/KLUE/{revision}/"
                                           "klue_benchmark/klue-sts-v1.1/klue-sts-v1.1_dev.json")
     assert sources["corpus"]["url"] == ("https://github.com/snumin44/SimCSE-KO/releases/download/{revision}/"
