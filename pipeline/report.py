@@ -391,7 +391,7 @@ def deviations(inputs: ReportInputs) -> list[tuple[str, str, str]]:
     differing: dict[str, dict[str, list[str]]] = {}
     reference: dict[str, str] = {}
     for result in inputs.variants:
-        cfg = next(iter(result.trainings.values()), {}).get("config", {})
+        cfg = shown_config(next(iter(result.trainings.values()), {}))  # a local model by name, never its path
         for key, card_value in card_settings(result.name).items():
             if key in cfg and cfg[key] != card_value:
                 reference.setdefault(key, str(card_value))

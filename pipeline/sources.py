@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 from pipeline import data
 from pipeline.errors import UserError
+from pipeline.params import check_choice
 
 #: ``{name}`` in a source URL: a ``source_roots`` entry, or ``{revision}`` (filled by the download).
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -135,10 +136,20 @@ def check_sources(sources: Any, where: str = "params.yaml", roots: Any = None,
 
 
 def resolved_sources(params, needed: Iterable[str] | None = None) -> dict[str, dict]:
-    """``sources`` of a :class:`pipeline.params.Params`, validated (every ``needed`` key present), with
-    ``source_roots`` filled into each URL (``{revision}`` is left for the download to fill)."""
+    """The sources a run reads, from a :class:`pipeline.params.Params`: validated, with ``source_roots``
+    filled into each URL (``{revision}`` is left for the download to fill).
+
+    Args:
+        needed: the source keys the run reads; default :func:`needed_sources` of the params'
+            ``corpus.from`` and ``triplets.from`` (read through ``params``, so they count as read).
+    """
+    if needed is None:
+        src = params.source
+        needed = needed_sources(check_choice(src, "corpus.from", params.get("corpus.from"), CORPUS_FROM),
+                                check_choice(src, "triplets.from", params.get("triplets.from"), TRIPLETS_FROM))
+    needed = list(needed)
     roots = params.get("source_roots", {})
     sources = check_sources(params.get("sources"), params.source, roots, needed)
     roots = check_roots(roots, params.source)
-    return {key: {**entry, "url": source_url(key, entry["url"], roots, params.source)}
-            for key, entry in sources.items()}
+    return {key: {**sources[key], "url": source_url(key, sources[key]["url"], roots, params.source)}
+            for key in needed}

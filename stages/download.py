@@ -17,16 +17,14 @@ from pipeline.atomic import atomic_dir, write_json
 from pipeline.download import fetch, resolve_source
 from pipeline.provenance import Timer, write_timing
 from pipeline.errors import UserError, cli_entry
-from pipeline.params import Params, check_choice
-from pipeline.sources import CORPUS_FROM, SOURCES, TRIPLETS_FROM, needed_sources, resolved_sources
+from pipeline.params import Params
+from pipeline.sources import SOURCES, resolved_sources
 
 
 def read_params(params: Params) -> tuple[dict, list[str]]:
     """(the `sources` mapping with ``source_roots`` filled into each URL, the keys this run fetches)."""
-    src = params.source
-    needed = needed_sources(check_choice(src, "corpus.from", params.get("corpus.from"), CORPUS_FROM),
-                            check_choice(src, "triplets.from", params.get("triplets.from"), TRIPLETS_FROM))
-    return resolved_sources(params, needed), needed
+    sources = resolved_sources(params)
+    return sources, list(sources)
 
 
 def download_all(sources: dict, out: Path, needed: list[str] | None = None) -> dict:
