@@ -163,9 +163,9 @@ def test_report_on_a_real_queued_sweep(tmp_path):
     from pipeline.evaluate import read_predictions
     from pipeline.experiments import write_report
     from pipeline.metrics import bootstrap_intervals
-    from pipeline.smoke import GIT_ENV, smoke_env
+    from pipeline.project import GIT_ENV, project_env
 
-    env = {**smoke_env(), **GIT_ENV}
+    env = {**project_env(), **GIT_ENV}
     project = tmp_path / "project"
     project.mkdir()
 
