@@ -525,9 +525,10 @@ def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons
         lines += ["Trained − untrained: AVG of the variant minus AVG of its untrained base model on the same pairs, "
                   "[95% paired bootstrap interval]; bold when the interval excludes 0.", ""]
     lines += deviations_lines(inputs)
+    bold = " **Bold** Δ: the card's value lies outside our interval." if any(
+        card_row(r.name) for r in inputs.variants) else ""
     lines += ["Values are x100. `±` is the half-width of a 95% paired bootstrap interval "
-              f"({inputs.bootstrap.resamples} resamples of the pairs, seed {inputs.bootstrap.seed}). "
-              "**Bold** Δ: the card's value lies outside our interval.", ""]
+              f"({inputs.bootstrap.resamples} resamples of the pairs, seed {inputs.bootstrap.seed}).{bold}", ""]
     for bench, (_, title) in BENCHMARKS.items():
         lines += [f"## {title}", ""] + benchmark_table(inputs, bench) + [""]
     lines += improvement_section(inputs, improvements)
