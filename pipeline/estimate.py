@@ -137,7 +137,8 @@ def disk_needed(*, base: Mapping[str, ModelSize], hub_models: Sequence[str], var
         variant_examples: variant -> (data kind, training examples).
         seeds: training runs per variant.
         sources: source key -> bytes (None when the server does not say).
-        published: sizes of the published checkpoints (HF cache, plus one temporary copy).
+        published: sizes of the hub checkpoints evaluated as they are, published and compared (HF cache,
+            plus one temporary copy).
     """
     size = {v: base[m].bytes for v, m in variant_models.items()}
     parts = {
@@ -151,7 +152,7 @@ def disk_needed(*, base: Mapping[str, ModelSize], hub_models: Sequence[str], var
         "token caches": sum(token_cache_bytes(n, kind) for kind, n in variant_examples.values()) * 2,
     }
     if published:
-        parts["published checkpoints"] = sum(p.bytes for p in published) + max(p.bytes for p in published)
+        parts["hub checkpoints"] = sum(p.bytes for p in published) + max(p.bytes for p in published)
     return parts
 
 

@@ -81,6 +81,7 @@ def score_folder(
     device: str = "cpu",
     autocast_dtype=None,
     normalize: bool | None = None,
+    prefix: str = "",
 ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Pair scores of one model on every (protocol, benchmark) set.
 
@@ -92,6 +93,8 @@ def score_folder(
     Args:
         sets: {protocol: {benchmark: StsSet}}.
         normalize: unit-normalize the embeddings; None = as the folder's modules say.
+        prefix: text put before every sentence before tokenizing (e5's ``query: ``); pairs are
+            still matched on the sentences as the benchmark gives them.
 
     Returns:
         {protocol: {benchmark: {similarity: (N,) scores}}}
@@ -104,8 +107,8 @@ def score_folder(
         for sts in by_bench.values():
             sentences += sts.sentence1 + sts.sentence2
     unique = list(dict.fromkeys(sentences))
-    emb = encode(encoder, tokenizer, unique, max_len=max_len, batch_size=batch_size, device=device,
-                 autocast_dtype=autocast_dtype, progress=f"encode {Path(folder).name}")
+    emb = encode(encoder, tokenizer, [prefix + s for s in unique], max_len=max_len, batch_size=batch_size,
+                 device=device, autocast_dtype=autocast_dtype, progress=f"encode {Path(folder).name}")
     if normalizes(folder) if normalize is None else normalize:
         emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     row = {s: i for i, s in enumerate(unique)}
@@ -208,6 +211,8 @@ def evaluate_folders(
     predictions_dir: Path | None = None,
     device: str = "cpu",
     pooler: str | None = None,
+    normalize: bool | None = None,
+    prefix: str = "",
 ) -> dict:
     """Evaluate one model (or one per seed) on the benchmarks; return the metrics JSON.
 
@@ -221,6 +226,8 @@ def evaluate_folders(
         default_pooler: pooling for folders without a sentence-transformers config.
         pooler: if given, this pooling without normalization, whatever the folders' configs say
             (see :func:`embedding_of`).
+        normalize: if given, unit-normalize (or not) whatever the pooling's origin says.
+        prefix: see :func:`score_folder`.
         labels: run names (e.g. ``seed-42``) for predictions and the per-seed section.
         predictions_dir: if given, per-pair predictions (headline protocol) go here.
     """
@@ -228,9 +235,9 @@ def evaluate_folders(
     labels = list(labels or [f"run-{i}" for i in range(len(folders))])
     runs = []
     for folder, label in zip(folders, labels):
-        pooling, normalize, _ = embedding_of(folder, pooler, default_pooler)
-        scores = score_folder(folder, sets, max_len=max_len, batch_size=batch_size,
-                              pooler=pooling, normalize=normalize, device=device)
+        pooling, unit, _ = embedding_of(folder, pooler, default_pooler)
+        scores = score_folder(folder, sets, max_len=max_len, batch_size=batch_size, pooler=pooling,
+                              normalize=unit if normalize is None else normalize, device=device, prefix=prefix)
         runs.append(scores)
         if predictions_dir is not None:
             write_predictions(predictions_dir, label, sets[protocol], scores[protocol])

@@ -28,6 +28,10 @@ SIDE_FILES = (
     "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
     "vocab.json", "merges.txt", "added_tokens.json", "sentencepiece.bpe.model", "spiece.model",
 )
+#: The sentence-transformers files that say how a repository defines its embedding (pooling, Normalize,
+#: prompts, length); fetched where present for models evaluated as their own cards define them.
+ST_FILES = ("modules.json", "1_Pooling/config.json", "config_sentence_transformers.json",
+            "sentence_bert_config.json")
 #: Any one of these file sets is a tokenizer transformers can load (fast, WordPiece, BPE, SentencePiece).
 TOKENIZER_SETS = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.txt"), ("sentencepiece.bpe.model",),
                   ("spiece.model",))
@@ -157,25 +161,26 @@ def read_hub_config(repo_id: str, commit: str, retries: int = 4) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _fetch_hub(repo_id: str, revision: str, dest: Path) -> tuple[str, dict[str, str]]:
+def _fetch_hub(repo_id: str, revision: str, dest: Path, extra: tuple[str, ...] = ()) -> tuple[str, dict[str, str]]:
     from huggingface_hub import hf_hub_download
 
     what = f"{repo_id}@{revision}"
     commit, available = repo_listing(repo_id, revision)
     weights, _ = required_files(available, what)
-    wanted = [n for n in SIDE_FILES if n in available] + [weights]
+    wanted = [n for n in SIDE_FILES + extra if n in available] + [weights]
     dest.mkdir(parents=True, exist_ok=True)
     for name in wanted:
         cached = _hub_call(lambda: hf_hub_download(repo_id, name, revision=commit), f"{what} {name}")
         if name == PICKLE_WEIGHTS:
             convert_pickle_weights(cached, dest / SAFETENSORS)
         else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cached, dest / name)
-    files = {p.name: sha256_file(p) for p in sorted(dest.iterdir()) if p.is_file()}
+    files = {p.relative_to(dest).as_posix(): sha256_file(p) for p in sorted(dest.rglob("*")) if p.is_file()}
     return commit, files
 
 
-def fetch_model(model: str, revision: str | None, dest: Path | str) -> dict:
+def fetch_model(model: str, revision: str | None, dest: Path | str, *, st_files: bool = False) -> dict:
     """Materialise ``model`` (hub id or local folder) as a local safetensors folder at ``dest``.
 
     Args:
@@ -183,6 +188,7 @@ def fetch_model(model: str, revision: str | None, dest: Path | str) -> dict:
         revision: for a hub id, a commit hash (pinned) or a branch/tag (resolved
             and recorded, with a warning).
         dest: the folder to fill (normally a temporary one, renamed by the caller).
+        st_files: also fetch the hub repository's sentence-transformers files (:data:`ST_FILES`).
 
     Returns:
         a manifest record: source, requested revision, resolved commit, whether it
@@ -196,7 +202,7 @@ def fetch_model(model: str, revision: str | None, dest: Path | str) -> dict:
     if not HUB_ID.match(model):
         raise UserError(f"model {model!r}: not a local folder and not a hub id (expected org/name)")
     revision = revision or "main"
-    commit, files = _fetch_hub(model, revision, dest)
+    commit, files = _fetch_hub(model, revision, dest, ST_FILES if st_files else ())
     pinned = is_commit(revision)
     if not pinned:
         print(f"warning: {model}: revision {revision!r} is a branch or tag, not a commit; it resolved to "

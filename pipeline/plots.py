@@ -172,3 +172,33 @@ def sweep(path: Path, param: str, panels: Mapping[str, Mapping[str, Sequence[tup
         ax.legend(loc="best")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def ranked_avgs(path: Path, title: str, panels: Mapping[str, Sequence[tuple[str, str, float, float, float]]],
+                groups: Sequence[str]) -> Path:
+    """AVG with its 95% interval per model as horizontal bars, one panel per benchmark, same model order.
+
+    Args:
+        panels: {benchmark title: [(model label, group, avg, ci low, ci high), ...]} in display order (top first).
+        groups: the group names in legend order (each gets one colour).
+    """
+    plt = _plt()
+    rows = max((len(v) for v in panels.values()), default=1)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 0.9 + 0.42 * rows), squeeze=False,
+                             sharey=True)
+    color = {g: COLORS[i % len(COLORS)] for i, g in enumerate(groups)}
+    for ax, (name, entries) in zip(axes[0], panels.items()):
+        y = np.arange(len(entries))[::-1]
+        avgs = np.array([e[2] for e in entries])
+        err = np.clip(np.array([[e[2] - e[3] for e in entries], [e[4] - e[2] for e in entries]]), 0, None)
+        ax.barh(y, avgs, xerr=err, capsize=2, color=[color[e[1]] for e in entries], height=0.7)
+        ax.set_yticks(y)
+        ax.set_yticklabels([e[0] for e in entries])
+        ax.set_xlabel("AVG of the eight columns (x100), 95% interval")
+        ax.set_xlim(min(0.0, float(avgs.min(initial=0)) - 5), 100)
+        ax.set_title(name)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=color[g]) for g in groups]
+    fig.legend(handles, list(groups), loc="lower center", ncols=len(groups), bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path)

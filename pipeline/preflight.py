@@ -25,6 +25,7 @@ from pipeline import estimate
 from pipeline.download import remote_size, resolve_source, sha256_file
 from pipeline.errors import UserError
 from pipeline.hub import HUB_ID, is_commit, read_hub_config, repo_listing, required_files
+from pipeline.hubeval import read_compare
 from pipeline.modeling import SAFETENSORS
 from pipeline.params import Params, check_choice, effective_seeds, train_config
 from pipeline.sources import file_name, resolved_sources
@@ -198,6 +199,7 @@ class Plan:
     configs: dict  # variant -> TrainConfig
     revisions: dict
     published: dict  # variant -> {id, revision}; empty when published.enabled is false
+    compare: dict  # hub id -> {id, revision}: the `compare` list
 
 
 def read_plan(params: Params) -> Plan:
@@ -214,9 +216,15 @@ def read_plan(params: Params) -> Plan:
         published = params.get("published.checkpoints")
         if not isinstance(published, dict) or not all(isinstance(v, dict) and "id" in v for v in published.values()):
             raise UserError(f"{src}: published.checkpoints must map a variant to {{id, revision}}")
+    compare = {e.id: {"id": e.id, "revision": e.revision} for e in read_compare(params)}
     return Plan(device=check_choice(src, "device", params.get("device", "cuda"), DEVICES),
                  precision=first.precision, nproc=first.nproc, seeds=len(effective_seeds(params)),
-                 sources=sources, configs=configs, revisions=revisions, published=published)
+                 sources=sources, configs=configs, revisions=revisions, published=published, compare=compare)
+
+
+def _hub_keys(plan: Plan) -> list[str]:
+    """The size keys of the hub checkpoints evaluated as they are (published and compared)."""
+    return [f"published.{n}" for n in plan.published] + [f"compare.{n}" for n in plan.compare]
 
 
 def _time_checks(plan: Plan, models: dict, sizes: dict, root: Path) -> list[Check]:
@@ -251,10 +259,10 @@ def _time_checks(plan: Plan, models: dict, sizes: dict, root: Path) -> list[Chec
                             f"plus KorSTS dev every {cfg.eval_steps} steps)"))
     scored = [sizes[models[n]] for n in plan.configs if models[n] in sizes] * plan.seeds
     scored += [sizes[m] for m in dict.fromkeys(models.values()) if m in sizes]  # baseline
-    scored += [sizes[f"published.{n}"] for n in plan.published if f"published.{n}" in sizes]
+    scored += [sizes[k] for k in _hub_keys(plan) if k in sizes]
     per_model = [estimate.eval_seconds(s.nonembedding, measured) for s in scored]
     if per_model and None not in per_model:
-        checks.append(Check("time evaluate+baseline+published", "info",
+        checks.append(Check("time evaluate+baseline+published+compare", "info",
                             f"~{estimate.human_seconds(sum(per_model))} ({len(per_model)} models x "
                             f"{4 * estimate.TEST_PAIRS:,} sentences, both benchmarks under both protocols)"))
     return checks
@@ -270,7 +278,7 @@ def _disk_check(plan: Plan, models: dict, sizes: dict, source_sizes: dict, root:
     parts = estimate.disk_needed(
         base=base, hub_models=[m for m in base if not (root / m).is_dir()], variant_models=models,
         variant_examples=examples, seeds=plan.seeds, sources=source_sizes,
-        published=[sizes[f"published.{n}"] for n in plan.published if f"published.{n}" in sizes])
+        published=[sizes[k] for k in _hub_keys(plan) if k in sizes])
     needed, free = sum(parts.values()), disk_usage(root).free
     unknown = [k for k, v in source_sizes.items() if v is None]
     detail = (f"~{estimate.human_bytes(needed)} needed ("
@@ -319,10 +327,12 @@ def iter_preflight(params: Params, *, root: Path | str = ".", probe: Callable[[]
         yield check
         if size is not None:
             sizes[model] = size
-    for name, entry in plan.published.items():
-        check, size = check_model(f"published.checkpoints.{name}", entry["id"], entry.get("revision"), root=root)
+    checkpoints = {f"published.{n}": (f"published.checkpoints.{n}", e) for n, e in plan.published.items()}
+    checkpoints.update({f"compare.{n}": (f"compare {n}", e) for n, e in plan.compare.items()})
+    for key, (what, entry) in checkpoints.items():
+        check, size = check_model(what, entry["id"], entry.get("revision") or None, root=root)
         yield check
         if size is not None:
-            sizes[f"published.{name}"] = size
+            sizes[key] = size
     yield _disk_check(plan, models, sizes, source_sizes, root, disk_usage)
     yield from _time_checks(plan, models, sizes, root)

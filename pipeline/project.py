@@ -105,10 +105,11 @@ def commit(project: Path, message: str) -> None:
     subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", message], cwd=project, env=env, check=True)
 
 
-def run_pipeline(project: Path, *args: str) -> None:
-    """``dvc repro`` (or another dvc command) in the project, with this interpreter's dvc."""
+def run_pipeline(project: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    """``dvc repro`` (or another dvc command) in the project, with this interpreter's dvc; ``env`` is
+    added to :func:`project_env` (the smoke run's loopback hub)."""
     cmd = [sys.executable, "-m", "dvc", *(args or ("repro",))]
-    if subprocess.run(cmd, cwd=project, env=project_env()).returncode != 0:
+    if subprocess.run(cmd, cwd=project, env={**project_env(), **(env or {})}).returncode != 0:
         raise UserError(f"{project}: `dvc {' '.join(cmd[3:])}` failed (its output is above)")
 
 
@@ -123,9 +124,9 @@ def publish_report(project: Path, report_dir: str, dest: Path) -> None:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
-def run_and_publish(project: Path, reports: Path, what: str) -> Path:
+def run_and_publish(project: Path, reports: Path, what: str, env: dict[str, str] | None = None) -> Path:
     """Run the whole pipeline in ``project``, commit its results, copy its report to ``reports``; return that."""
-    run_pipeline(project)
+    run_pipeline(project, env=env)
     # the results become the baseline that `dvc exp run` / `dvc exp show` compare against
     commit(project, f"{what}: dvc.lock, metrics and reports")
     report_dir = read_yaml(project / "params.yaml")["report_dir"]

@@ -48,6 +48,8 @@ class ReportInputs:
     published: dict = field(default_factory=dict)
     published_manifest: dict = field(default_factory=dict)
     published_dir: Path | None = None
+    compare: dict = field(default_factory=dict)  # metrics/compare.json: {hub id: metrics}
+    compare_manifest: dict = field(default_factory=dict)  # eval/compare/manifest.json
     baseline_dir: Path | None = None
     data_manifest: dict = field(default_factory=dict)
     models_manifest: dict = field(default_factory=dict)
@@ -96,6 +98,8 @@ def collect(*, variants: list[str], metrics_dir: Path, eval_dir: Path, models_di
         published=_read_json(metrics_dir / "published.json", {}),
         published_manifest=_read_json(eval_dir / "published" / "manifest.json", {}),
         published_dir=eval_dir / "published",
+        compare=_read_json(metrics_dir / "compare.json", {}),
+        compare_manifest=_read_json(eval_dir / "compare" / "manifest.json", {}),
         baseline_dir=eval_dir / "baseline",
         data_manifest=_read_json(raw_dir / "manifest.json", {}).get("files", {}),
         models_manifest=models_manifest(data_models_dir),
@@ -216,6 +220,7 @@ def combined_metrics(inputs: ReportInputs, comparisons: dict, improvements: dict
         "variants": {r.name: r.metrics for r in inputs.variants},
         "baseline": inputs.baseline,
         "published": inputs.published,
+        "compare": inputs.compare,
         "ours_minus_published": comparisons,
         "trained_minus_untrained": improvements or {},
     }
@@ -446,6 +451,24 @@ def blank_lines_note(sentences: int, blank: int) -> str:
             "empty sentence (only [CLS] [SEP]).")
 
 
+def compared_provenance(inputs: ReportInputs) -> list[str]:
+    """Provenance of the hub checkpoints the report compares with: the card's and the `compare` list."""
+    records = [(r.get("model", v), r) for v, r in inputs.published_manifest.get("checkpoints", {}).items()]
+    records += [(m, r) for m, r in inputs.compare_manifest.get("models", {}).items()]
+    if not records:
+        return []
+    from pipeline.hubeval import embedding_text
+
+    lines = ["", "### Evaluated hub checkpoints", "",
+             "| Model | Requested revision | Resolved commit | Weights sha256 | Embedding (from) |", "|---|---|---|---|---|"]
+    for model, r in records:
+        warn = "" if r.get("pinned") else " ⚠ branch or tag, not a pinned commit"
+        origin = r.get("embedding_from", "the card's protocol")
+        lines.append(f"| {model} | {r.get('revision') or '-'}{warn} | {r.get('commit') or '-'} | "
+                     f"`{r.get('files', {}).get('model.safetensors', '-')}` | {embedding_text(r)} ({origin}) |")
+    return lines
+
+
 def provenance_section(inputs: ReportInputs) -> list[str]:
     code = inputs.code
     commit = code.get("commit") or "unknown (not a git checkout)"
@@ -467,6 +490,7 @@ def provenance_section(inputs: ReportInputs) -> list[str]:
         source = "local folder" if is_local_record(m) else m.get("source")
         lines.append(f"| {_base_label(inputs, slug)} | {source} | {m.get('revision') or '-'}{warn} | "
                      f"{m.get('commit') or '-'} | `{m.get('files', {}).get('model.safetensors', '-')}` |")
+    lines += compared_provenance(inputs)
     wiki, nli = inputs.train_manifests.get("wiki") or {}, inputs.train_manifests.get("nli") or {}
     lines += [""]
     if wiki:
@@ -503,6 +527,91 @@ def provenance_section(inputs: ReportInputs) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class EncoderRow:
+    """One model of the section "Korean sentence encoders under this protocol"."""
+
+    label: str
+    group: str  # one of ENCODER_GROUPS
+    embedding: str
+    sts_train: str
+    metrics: dict
+
+
+ENCODER_GROUPS = ("ours", "card's published checkpoint", "compared")
+ENCODERS_TITLE = "Korean sentence encoders under this protocol"
+
+
+def encoder_rows(inputs: ReportInputs) -> list[EncoderRow]:
+    """Our variants, the card's published checkpoints and the `compare` models, by KorSTS-test AVG (best first)."""
+    from pipeline.hubeval import embedding_text
+
+    rows = []
+    for r in inputs.variants:
+        pooler = next(iter(r.trainings.values()), {}).get("config", {}).get("pooler", "cls")
+        rows.append(EncoderRow(f"{label_of(r.name)} (`{r.name}`)", ENCODER_GROUPS[0],
+                               embedding_text({"pooling": pooler}), "-", r.metrics))
+    for variant, block in inputs.published.items():
+        record = inputs.published_manifest.get("checkpoints", {}).get(variant)
+        rows.append(EncoderRow(model_label(record) if record else PUBLISHED.get(variant, variant), ENCODER_GROUPS[1],
+                               embedding_text({"pooling": "cls"}), "-", block))
+    for model, block in inputs.compare.items():
+        record = inputs.compare_manifest.get("models", {}).get(model, {})
+        label = model if record.get("pinned", True) else (
+            f"{model} ⚠ unpinned: {record.get('revision')} resolved to {str(record.get('commit'))[:12]}")
+        rows.append(EncoderRow(label, ENCODER_GROUPS[2], embedding_text(record), record.get("sts_train") or "-", block))
+    return sorted(rows, key=lambda row: -row.metrics["korsts_test"]["avg"])
+
+
+def encoders_section(inputs: ReportInputs, figure: str | None = None) -> list[str]:
+    """The comparison with other Korean sentence encoders (empty when params `compare` is)."""
+    if not inputs.compare:
+        return []
+    rows = encoder_rows(inputs)
+    max_len = inputs.compare_manifest.get("max_len")
+    lines = [f"## {ENCODERS_TITLE}", "",
+             "Every model below was scored by this pipeline's evaluation code on the same pairs, under the same "
+             "protocol: the card's eight columns and AVG with 95% paired bootstrap intervals"
+             + (f", inputs cut at {max_len} tokens" if max_len else "") + ". Each compared "
+             "model is encoded as its own model card defines its embedding (the *Embedding* column; the stage's "
+             "manifest says whether that came from the card or the repository's sentence-transformers files); our "
+             "variants use their `pooler` param (the card's: [CLS]) and the card's checkpoints [CLS], as the card "
+             "evaluated them. Rows are sorted by KorSTS-test AVG. A model "
+             "with *STS training data* saw KorSTS (or KLUE-STS) training pairs, so its rows are not comparable with "
+             "unsupervised ones.", ""]
+    for bench, (_, title) in BENCHMARKS.items():
+        lines += [f"### {title}", "",
+                  "| Model | Kind | Embedding | STS training data | " + " | ".join(COLUMN_TITLES) + " |",
+                  "|---|---|---|---|" + "---:|" * len(COLUMN_TITLES)]
+        for row in rows:
+            lines.append(_row(row.label, [row.group, row.embedding, row.sts_train]
+                              + [value_cell(row.metrics[bench], k) for k in KEYS]))
+        lines.append("")
+    if figure:
+        lines += [f"![AVG with 95% intervals per model, both benchmarks]({figure})", ""]
+    return lines
+
+
+def draw_encoder_figure(inputs: ReportInputs, folder: Path, rel: str = "figures") -> str | None:
+    """The comparison's figure (AVG with interval bars per model, both benchmarks); None without `compare`."""
+    from pipeline import plots
+
+    if not inputs.compare:
+        return None
+    rows = encoder_rows(inputs)
+    def label(row: EncoderRow) -> str:  # plain text; † marks models trained on STS data
+        return row.label.split(" ⚠")[0].replace("`", "") + (" †" if row.sts_train != "-" else "")
+
+    panels = {title: [(label(row), row.group, row.metrics[bench]["avg"],
+                       row.metrics[bench].get("avg_ci_low", row.metrics[bench]["avg"]),
+                       row.metrics[bench].get("avg_ci_high", row.metrics[bench]["avg"])) for row in rows]
+              for bench, (_, title) in BENCHMARKS.items()}
+    title = ENCODERS_TITLE + (" († trained on STS data)" if any(r.sts_train != "-" for r in rows) else "")
+    plots.ranked_avgs(folder / "encoders.png", title, panels,
+                      [g for g in ENCODER_GROUPS if any(r.group == g for r in rows)])
+    return f"{rel}/encoders.png"
+
+
 def summary_lines(inputs: ReportInputs, improvements: dict) -> list[str]:
     """One row per variant: base model, data, recipe, AVG (the card's), and AVG trained − untrained."""
     if not inputs.variants:
@@ -531,8 +640,9 @@ def summary_lines(inputs: ReportInputs, improvements: dict) -> list[str]:
 
 
 def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons: dict,
-           improvements: dict | None = None) -> str:
-    """The report markdown; ``improvements`` is :func:`baseline_differences`."""
+           improvements: dict | None = None, encoder_figure: str | None = None) -> str:
+    """The report markdown; ``improvements`` is :func:`baseline_differences`, ``encoder_figure``
+    :func:`draw_encoder_figure`."""
     improvements = improvements or {}
     lines = ["# SimCSE-KO reproduction", ""]
     if inputs.note:
@@ -557,6 +667,7 @@ def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons
     lines += seed_section(inputs)
     lines += protocol_section(inputs)
     lines += published_section(inputs, comparisons)
+    lines += encoders_section(inputs, encoder_figure)
     lines += figures_section(figures)
     lines += provenance_section(inputs)
     lines += ["## References", ""] + [f"- {c}" for c in CITATIONS] + [""]
@@ -625,6 +736,10 @@ def mteb_models(inputs: ReportInputs, stage_timings: dict) -> dict[str, dict]:
         name = model_slug(record["model"]) if is_local_record(record) else record["model"]
         models[name] = {"metrics": metrics, "revision": record.get("commit"),
                         "seconds": seconds("published", len(inputs.published))}
+    compared = inputs.compare_manifest.get("models", {})
+    for model, metrics in inputs.compare.items():
+        models[model] = {"metrics": metrics, "revision": compared.get(model, {}).get("commit"),
+                         "seconds": seconds("compare", len(inputs.compare))}
     for slug, metrics in inputs.baseline.items():
         record = inputs.models_manifest.get(slug)
         name = record["model"] if record and not is_local_record(record) else slug

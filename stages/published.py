@@ -11,13 +11,13 @@ checkpoint). Needs the Hugging Face hub; with `published.enabled: false`
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from pipeline.atomic import atomic_dir, write_json
-from pipeline.provenance import Timer, write_timing
 from pipeline.errors import UserError, cli_entry
-from pipeline.params import Params, check_bool, check_max_len, device_setting, eval_settings
+from pipeline.hubeval import eval_config, evaluate_checkpoint, resolve_revisions
+from pipeline.params import Params, check_bool
+from pipeline.provenance import Timer, write_timing
 from stages.evaluate import benchmark_paths
 
 
@@ -27,22 +27,7 @@ def read_params(params: Params) -> dict:
     checkpoints = params.get("published.checkpoints")
     if not isinstance(checkpoints, dict) or not all(isinstance(v, dict) and "id" in v for v in checkpoints.values()):
         raise UserError(f"{src}: published.checkpoints must map a variant to {{id, revision}}")
-    protocol, batch_size, bootstrap = eval_settings(params)
-    return {"enabled": enabled, "checkpoints": checkpoints, "protocol": protocol, "batch_size": batch_size,
-            "bootstrap": bootstrap, "max_len": check_max_len(src, "max_len", params.get("max_len")),
-            "device": device_setting(params)}
-
-
-def resolve_all(checkpoints: dict) -> None:
-    """Resolve every checkpoint's revision on the hub before evaluating any: a pinned commit that no
-    longer resolves stops the stage in one line naming the checkpoint, not after the others ran."""
-    from pipeline.hub import repo_listing
-
-    for variant, entry in checkpoints.items():
-        try:
-            repo_listing(entry["id"], entry.get("revision") or "main")
-        except UserError as exc:
-            raise UserError(f"published.checkpoints.{variant}: {exc}") from None
+    return {"enabled": enabled, "checkpoints": checkpoints, **eval_config(params)}
 
 
 def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
@@ -52,21 +37,16 @@ def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
 
         device = require_device(cfg["device"])  # before anything is downloaded or written
         announce(device, "published")
-        resolve_all(cfg["checkpoints"])
+        resolve_revisions({v: (e["id"], e.get("revision") or "") for v, e in cfg["checkpoints"].items()},
+                          "published.checkpoints")
     with atomic_dir(predictions) as tmp:
         manifest: dict = {"enabled": cfg["enabled"], "checkpoints": {}}
         if cfg["enabled"]:
-            from pipeline.evaluate import evaluate_folders
-            from pipeline.hub import fetch_model
-
             for variant, entry in cfg["checkpoints"].items():
-                with tempfile.TemporaryDirectory(prefix="published-") as folder:
-                    record = fetch_model(entry["id"], entry.get("revision"), Path(folder) / "model")
-                    # the card evaluated [CLS] of the last hidden state, at max length 64
-                    metrics[variant] = evaluate_folders(
-                        [Path(folder) / "model"], benchmark_paths(raw), protocol=cfg["protocol"],
-                        max_len=cfg["max_len"], batch_size=cfg["batch_size"], bootstrap=cfg["bootstrap"],
-                        default_pooler="cls", labels=[variant], predictions_dir=tmp, device=device.type)
+                # the card evaluated [CLS] of the last hidden state, at max length 64
+                metrics[variant], record, _ = evaluate_checkpoint(
+                    entry["id"], entry.get("revision") or "", benchmark_paths(raw), cfg, label=variant,
+                    predictions_dir=tmp, device=device.type)
                 manifest["checkpoints"][variant] = {"model": entry["id"], **record}
                 print(f"{entry['id']}: KorSTS {metrics[variant]['korsts_test']['avg']:.2f}, "
                       f"KLUE {metrics[variant]['klue_dev']['avg']:.2f}", flush=True)

@@ -47,11 +47,13 @@ def build(cfg: dict, args: argparse.Namespace) -> Path:
     out: Path = args.out
     with atomic_dir(out / "figures") as tmp:
         figures = report.draw_figures(inputs, tmp)
+        encoder_figure = report.draw_encoder_figure(inputs, tmp)
     write_json(out / "metrics.json", report.combined_metrics(inputs, comparisons, improvements))
     stage_timings = report.timings(args.timings)
     write_json(out / "timings.json", stage_timings)
     write_mteb(inputs, stage_timings, out / "mteb")
-    write_text(out / "README.md", report.render(inputs, figures, comparisons, improvements))
+    write_text(out / "README.md", report.render(inputs, figures, comparisons, improvements,
+                                                      encoder_figure))
     return out / "README.md"
 
 

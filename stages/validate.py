@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.atomic import write_text
 from pipeline.errors import UserError, cli_entry
 from pipeline.params import Params, check_sections, eval_settings, train_config
-from stages import corpus, download, fetch_model, published, triplets
+from stages import compare, corpus, download, fetch_model, published, triplets
 
 
 def validate(params: Params) -> list[str]:
@@ -30,6 +30,7 @@ def validate(params: Params) -> list[str]:
     corpus.read_params(params)
     triplets.read_params(params)
     published.read_params(params)
+    compare.read_params(params)
     check_sections(params.source, "report_sections", params.get("report_sections"))
     report_dir = params.get("report_dir")
     if not isinstance(report_dir, str) or not report_dir or Path(report_dir).is_absolute():

@@ -14,12 +14,12 @@ import http.server
 import json
 import shutil
 import threading
-import urllib.parse
 from pathlib import Path
 
 import pytest
 import yaml
 
+from pipeline import fakehub
 from pipeline.smoke_data import write_smoke_sources
 from pipeline.tiny import build_tiny_model
 from tests.conftest import run_module
@@ -30,59 +30,7 @@ REPO = "fake-org/tiny-bert"
 
 def make_handler(files: dict[str, bytes], repos: dict[str, tuple[str, dict[str, bytes]]] | None = None):
     """A hub serving ``files`` as REPO at COMMIT, or ``repos`` = {repo id: (commit, files)}."""
-    repos = repos or {REPO: (COMMIT, files)}
-
-    class Hub(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):  # keep test output clean
-            pass
-
-        def _error(self, code: str) -> None:
-            self.send_response(404)
-            self.send_header("X-Error-Code", code)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def _route(self, head: bool) -> None:
-            path = urllib.parse.urlparse(self.path).path
-            parts = path.strip("/").split("/")
-            if parts[:2] == ["api", "models"]:
-                repo, rev = "/".join(parts[2:4]), parts[5] if len(parts) > 5 else "main"
-                if repo not in repos:
-                    return self._error("RepoNotFound")
-                commit, served = repos[repo]
-                if rev not in ("main", commit):
-                    return self._error("RevisionNotFound")
-                body = json.dumps({"id": repo, "modelId": repo, "sha": commit, "private": False,
-                                   "siblings": [{"rfilename": name} for name in sorted(served)]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-            elif len(parts) >= 5 and parts[2] == "resolve":
-                repo, rev, name = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
-                if repo not in repos:
-                    return self._error("RepoNotFound")
-                commit, served = repos[repo]
-                if rev not in ("main", commit):
-                    return self._error("RevisionNotFound")
-                if name not in served:
-                    return self._error("EntryNotFound")
-                body = served[name]
-                self.send_response(200)
-                self.send_header("X-Repo-Commit", commit)
-                self.send_header("ETag", '"' + hashlib.sha256(body).hexdigest() + '"')
-            else:
-                return self._error("RepoNotFound")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if not head:
-                self.wfile.write(body)
-
-        def do_GET(self):
-            self._route(head=False)
-
-        def do_HEAD(self):
-            self._route(head=True)
-
-    return Hub
+    return fakehub.make_handler(repos or {REPO: (COMMIT, files)})
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from pipeline.card import CARD, card_row, row_label
 from pipeline.metrics import KEYS
@@ -117,7 +118,7 @@ def test_training_improves_on_the_untrained_model(report_dir):
 def test_image_links_resolve_to_pngs(report_dir):
     markdown = (report_dir / "README.md").read_text(encoding="utf-8")
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(links) == 4 * len(VARIANTS)
+    assert len(links) == 4 * len(VARIANTS) + 1  # + the compared encoders' figure
     for link in links:
         path = report_dir / link
         assert path.is_file(), link
@@ -202,13 +203,76 @@ def test_mteb_results_for_every_evaluated_model(project, report_dir):
     ours = [f"simcse-ko-{v}-repro/no_revision_available/{t}.json" for v in VARIANTS for t in ("KLUE-STS", "KorSTS")]
     bases = [f"local--tiny-{m}/no_revision_available/{t}.json" for m in ("bert", "roberta")
              for t in ("KLUE-STS", "KorSTS")]
-    assert files == sorted(ours + bases)
+    from pipeline.smoke import SMOKE_HUB
+
+    compared = [f"{repo.replace('/', '__')}/{commit}/{t}.json" for repo, (commit, _, _) in SMOKE_HUB.items()
+                for t in ("KLUE-STS", "KorSTS")]
+    assert files == sorted(ours + bases + compared)
     metrics = json.loads((project / "metrics" / "bert-sup.json").read_text())
     klue = json.loads((report_dir / "mteb" / "simcse-ko-bert-sup-repro" / "no_revision_available" /
                        "KLUE-STS.json").read_text())
     score = klue["scores"]["validation"][0]
     assert score["main_score"] == metrics["by_protocol"]["card"]["klue_dev"]["cosine_spearman"] / 100
     assert klue["evaluation_time"] > 0 and klue["dataset_revision"] == "unknown"  # smoke sources have no revision
+
+
+def _subsections(markdown: str, title: str) -> dict[str, list[list[str]]]:
+    """{### title: table rows (header first)} of one `## ` section."""
+    section = markdown.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for part in section.split("\n### ")[1:]:
+        name, body = part.split("\n", 1)
+        out[name.strip()] = [[c.strip() for c in line.strip("|").split("|")] for line in body.splitlines()
+                             if line.startswith("|") and not set(line) <= set("|-: ")]
+    return out
+
+
+def test_compared_encoders_through_the_loopback_hub(project, report_dir):
+    """The smoke run's `compare` models: fetched from the loopback hub at their commits, encoded as each one's
+    files or params say (the same numbers as evaluating the served folder that way by hand), and shown in the
+    report's section sorted by KorSTS-test AVG, with our variants, every cell equal to metrics.json."""
+    from pipeline.download import sha256_file
+    from pipeline.evaluate import evaluate_folders
+    from pipeline.params import BootstrapConfig
+    from pipeline.report import value_cell
+    from pipeline.smoke import HUB_DIR, SMOKE_HUB
+    from stages.evaluate import benchmark_paths
+
+    metrics = json.loads((report_dir / "metrics.json").read_text(encoding="utf-8"))
+    manifest = json.loads((project / "eval" / "compare" / "manifest.json").read_text(encoding="utf-8"))["models"]
+    assert sorted(metrics["compare"]) == sorted(manifest) == sorted(SMOKE_HUB)
+    expected = {"smoke-hub/tiny-mean-normalized": ("mean", True, ""), "smoke-hub/tiny-cls-prefix": ("cls", False, "query: ")}
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    bootstrap = BootstrapConfig(**params["bootstrap"])
+    for repo, (pooling, normalize, prefix) in expected.items():
+        record, folder = manifest[repo], project / HUB_DIR / repo
+        assert (record["pooling"], record["normalize"], record["prefix"]) == (pooling, normalize, prefix)
+        assert record["commit"] == SMOKE_HUB[repo][0] and record["pinned"] is True
+        assert record["files"]["model.safetensors"] == sha256_file(folder / "model.safetensors")
+        by_hand = evaluate_folders([folder], benchmark_paths(project / "data" / "raw"), protocol=params["protocol"],
+                                   max_len=params["max_len"], batch_size=params["eval_batch_size"],
+                                   bootstrap=bootstrap, pooler=pooling, normalize=normalize, prefix=prefix)
+        assert metrics["compare"][repo]["korsts_test"] == by_hand["korsts_test"]
+        assert metrics["compare"][repo]["klue_dev"] == by_hand["klue_dev"]
+    assert manifest["smoke-hub/tiny-mean-normalized"]["embedding_from"].startswith("the repository's")
+    assert manifest["smoke-hub/tiny-cls-prefix"]["embedding_from"].startswith("params.yaml")
+
+    markdown = (report_dir / "README.md").read_text(encoding="utf-8")
+    tables = _subsections(markdown, "Korean sentence encoders under this protocol")
+    blocks = {f"{row_label(v)} (`{v}`)": metrics["variants"][v] for v in VARIANTS}
+    blocks.update(metrics["compare"])
+    order = sorted(blocks, key=lambda label: -blocks[label]["korsts_test"]["avg"])
+    for bench, title in (("korsts_test", "KorSTS test"), ("klue_dev", "KLUE-STS dev")):
+        header, *rows = tables[title]
+        assert header[:4] == ["Model", "Kind", "Embedding", "STS training data"]
+        assert [r[0] for r in rows] == order
+        for row in rows:
+            assert row[4:] == [value_cell(blocks[row[0]][bench], k) for k in KEYS]
+        kinds = {r[0]: (r[1], r[2], r[3]) for r in rows}
+        assert kinds["smoke-hub/tiny-mean-normalized"] == ("compared", "mean + Normalize", "-")
+        assert kinds["smoke-hub/tiny-cls-prefix"] == ("compared", "[CLS], prefix `query: `",
+                                                     "KorSTS train (pretend, to show the column)")
+        assert kinds[f"{row_label('bert-unsup')} (`bert-unsup`)"][0] == "ours"
 
 
 def test_pin_writes_back_exactly_what_the_smoke_run_recorded(project, tmp_path):
@@ -275,14 +339,14 @@ def test_killed_training_resumes_to_the_same_result(project, tmp_path):
 
 
 def test_experiment_reruns_training_not_download_or_tokenize(project):
-    result = dvc(project, "exp", "run", "--temp", "-S", "temp=0.1")
+    """`dvc exp run -S temp=0.1` on one variant's chain (every variant's training reads temp, which
+    test_the_graph_reruns_only_what_a_change_touches checks; retraining all six would add minutes)."""
+    result = dvc(project, "exp", "run", "--temp", "-S", "temp=0.1", "evaluate@bert-unsup")
     log = result.stdout + result.stderr
     ran = set(re.findall(r"Running stage '([^']+)'", log))
     skipped = set(re.findall(r"Stage '([^']+)' didn't change", log))
-    assert {f"train@{v}" for v in VARIANTS} | {f"evaluate@{v}" for v in VARIANTS} | {"report"} <= ran
-    assert {"download", "corpus", "triplets"} | {f"{s}@{v}" for s in ("fetch_model", "tokenize") for v in VARIANTS} \
-        <= skipped
-    assert "download" not in ran and not any(s.startswith(("tokenize@", "fetch_model@")) for s in ran)
+    assert ran == {"train@bert-unsup", "evaluate@bert-unsup"}
+    assert {"validate", "download", "corpus", "fetch_model@bert-unsup", "tokenize@bert-unsup"} <= skipped
     shown = dvc(project, "exp", "show", "--csv", "--no-pager").stdout
     rows = list(csv.DictReader(io.StringIO(shown)))
     temps = {(r["Experiment"] or r["rev"]): r["temp"] for r in rows}
@@ -322,7 +386,9 @@ def test_the_graph_reruns_only_what_a_change_touches(project):
     assert changed_stages(project, temp=0.1) == {"validate"} | trains
     # evaluation settings: no download, fetch, tokenize or train
     assert changed_stages(project, **{"bootstrap__resamples": 500}) == {
-        "validate", "baseline", "published", "report"} | {f"evaluate@{v}" for v in VARIANTS}
+        "validate", "baseline", "published", "compare", "report"} | {f"evaluate@{v}" for v in VARIANTS}
+    # the compared encoders: that stage and the report only
+    assert changed_stages(project, compare=[]) == {"validate", "compare", "report"}
 
 
 def test_push_to_a_remote_and_pull_into_a_fresh_clone(project, tmp_path):

@@ -116,7 +116,8 @@ def _project(tmp_path: Path, world, **changes) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params.update({"model": REPO, "model_revisions": {REPO: COMMIT}, "device": "cpu", "sources": _sources(world),
                    "variants": {"bert-unsup": {"data": "wiki"}, "bert-sup": {"data": "nli"}},
-                   "published": {"enabled": True, "checkpoints": {"bert-unsup": {"id": REPO, "revision": COMMIT}}}})
+                   "published": {"enabled": True, "checkpoints": {"bert-unsup": {"id": REPO, "revision": COMMIT}}},
+                   "compare": [{"id": REPO, "revision": COMMIT, "pooling": "cls"}]})
     params.update(changes)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     # a run so far: korsts_test downloaded, the training sets built (small, so the disk check passes anywhere)
@@ -150,7 +151,7 @@ def test_a_good_setup_passes(world, tmp_path):
     assert "error:" not in result.stderr and "Traceback" not in result.stderr
     lines = _lines(result.stdout)
     names = ["params", "device", "nproc", *(f"sources.{k}" for k in FILE_NAMES), f"model {REPO}",
-             "published.checkpoints.bert-unsup", "disk"]
+             "published.checkpoints.bert-unsup", f"compare {REPO}", "disk"]
     assert all(lines[n].startswith("ok ") for n in names), result.stdout
     assert result.stdout.rstrip().splitlines()[-1] == f"verdict: ready: all {len(names)} checks passed"
     size = estimate.human_bytes(world.sources["korsts_test"].stat().st_size)
@@ -174,7 +175,8 @@ def test_a_good_setup_passes(world, tmp_path):
 def test_a_404_an_unknown_revision_and_a_missing_tokenizer_each_give_their_line(world, tmp_path):
     root = _project(tmp_path, world, sources=_sources(world, {"korsts_dev": "gone"}),
                     model_revisions={REPO: "v9-does-not-exist"},
-                    published={"enabled": True, "checkpoints": {"bert-sup": {"id": NO_TOKENIZER, "revision": "main"}}})
+                    published={"enabled": True, "checkpoints": {"bert-sup": {"id": NO_TOKENIZER, "revision": "main"}}},
+                    compare=[{"id": "fake-org/gone", "revision": "main", "pooling": "cls"}])
     result = run_module("pipeline.cli", "preflight", cwd=root, env=_env(world, tmp_path))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -185,14 +187,16 @@ def test_a_404_an_unknown_revision_and_a_missing_tokenizer_each_give_their_line(
         f"error: model {REPO}: {REPO}@v9-does-not-exist: revision not found on the hub; check the pinned revision",
         f"error: published.checkpoints.bert-sup: {NO_TOKENIZER}@main: no tokenizer files "
         "(expected tokenizer.json, vocab.txt or vocab.json + merges.txt)",
+        "error: compare fake-org/gone: fake-org/gone@main: unknown hub id (or private without a token); expected "
+        "an existing model id or a local folder",
     ]
     lines = _lines(result.stdout)
     assert lines["sources.korsts_dev"].startswith("FAIL  sources.korsts_dev: ")
     assert lines["sources.korsts_test"].startswith("ok ")  # the others still checked
     assert lines["disk"] == "info  disk: not estimated: a base model could not be checked"
     assert result.stdout.rstrip().splitlines()[-1] == (
-        f"verdict: NOT READY: 3 of 12 checks failed (sources.korsts_dev, model {REPO}, "
-        "published.checkpoints.bert-sup)")
+        f"verdict: NOT READY: 4 of 13 checks failed (sources.korsts_dev, model {REPO}, "
+        "published.checkpoints.bert-sup, compare fake-org/gone)")
 
 
 def _local_project(tmp_path: Path, world, **changes) -> Params:
@@ -201,7 +205,7 @@ def _local_project(tmp_path: Path, world, **changes) -> Params:
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params.update({"model": str(world.model), "model_revisions": {}, "sources": sources, "seeds": [],
                    "variants": {"bert-unsup": {"data": "wiki"}, "bert-sup": {"data": "nli"}},
-                   "published": {"enabled": False, "checkpoints": {}}})
+                   "published": {"enabled": False, "checkpoints": {}}, "compare": []})
     params.update(changes)
     for kind, record in (("wiki", {"sentences": 3000}), ("nli", {"triplets": 900})):
         (tmp_path / "data" / "train" / kind).mkdir(parents=True)

@@ -1,0 +1,76 @@
+"""Stage `compare`: Korean sentence encoders from the hub, under the card's protocol.
+
+    python -m stages.compare --raw data/raw --metrics metrics/compare.json --predictions eval/compare
+
+Evaluates every model in params `compare` with our evaluation code (the card's eight
+columns, both benchmarks, both protocols, paired bootstrap intervals), each encoded
+the way its own model card defines its embedding: the pooling and Normalize of its
+sentence-transformers files, or what params.yaml gives from its card, and any input
+prefix (e5's ``query: ``). The manifest records each model's resolved commit, whether
+it was pinned, its files' sha256 and the embedding used. ``compare: []`` writes empty
+outputs and needs no hub.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.atomic import atomic_dir, write_json
+from pipeline.errors import cli_entry
+from pipeline.hub import model_slug
+from pipeline.hubeval import eval_config, evaluate_checkpoint, read_compare, resolve_revisions
+from pipeline.params import Params
+from pipeline.provenance import Timer, write_timing
+from stages.evaluate import benchmark_paths
+
+
+def read_params(params: Params) -> dict:
+    return {"models": read_compare(params), **eval_config(params)}
+
+
+def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
+    metrics: dict = {}
+    models = cfg["models"]
+    if models:
+        from pipeline.devices import announce, require_device
+
+        device = require_device(cfg["device"])  # before anything is downloaded or written
+        announce(device, "compare")
+        resolve_revisions({str(i): (m.id, m.revision) for i, m in enumerate(models)}, "compare")
+    with atomic_dir(predictions) as tmp:
+        manifest: dict = {"max_len": cfg["max_len"], "protocol": cfg["protocol"], "models": {}}
+        for entry in models:
+            metrics[entry.id], record, embedding = evaluate_checkpoint(
+                entry.id, entry.revision, benchmark_paths(raw), cfg, label=model_slug(entry.id),
+                predictions_dir=tmp, device=device.type, entry=entry)
+            manifest["models"][entry.id] = {
+                "model": entry.id, **record, "pooling": embedding.pooling, "normalize": embedding.normalize,
+                "prefix": embedding.prefix, "embedding_from": embedding.origin, "sts_train": entry.sts_train,
+                "predictions": model_slug(entry.id)}
+            print(f"{entry.id}: KorSTS {metrics[entry.id]['korsts_test']['avg']:.2f}, "
+                  f"KLUE {metrics[entry.id]['klue_dev']['avg']:.2f}", flush=True)
+        if not models:
+            print("compared encoders: none (compare is empty)", flush=True)
+        write_json(tmp / "manifest.json", manifest)
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("raw", "metrics", "predictions"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--timing", type=Path)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    with Timer() as timer:
+        run(read_params(Params.load(args.params)), raw=args.raw, metrics_path=args.metrics,
+            predictions=args.predictions)
+    write_timing(args.timing, "compare", timer.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
