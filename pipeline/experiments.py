@@ -31,7 +31,7 @@ from pipeline.metrics import bootstrap_intervals
 from pipeline.params import BootstrapConfig
 
 #: metrics files that are not a trained variant's
-NOT_VARIANTS = ("baseline", "published")
+NOT_VARIANTS = ("baseline", "published", "compare")
 #: the stages whose recorded params must match an experiment's for its numbers to be that experiment's
 RESULT_STAGES = ("train", "evaluate")
 

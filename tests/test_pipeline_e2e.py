@@ -153,7 +153,9 @@ def test_pipeline_is_up_to_date_and_leaves_no_undeclared_files(project):
             continue
         if rel == "dvc.lock" or any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in declared):
             continue
-        if rel.startswith(".cache/tokens/"):  # the tokenize stages' content-keyed scratch (gitignored, dvcignored)
+        # scratch under .cache/ (gitignored, dvcignored): the tokenize stages' content-keyed token cache and
+        # the smoke run's hub download cache (its loopback hub's files)
+        if rel.startswith((".cache/tokens/", ".cache/hf/")):
             continue
         stray.append(rel)
     assert stray == []
@@ -345,8 +347,8 @@ def test_experiment_reruns_training_not_download_or_tokenize(project):
     log = result.stdout + result.stderr
     ran = set(re.findall(r"Running stage '([^']+)'", log))
     skipped = set(re.findall(r"Stage '([^']+)' didn't change", log))
-    assert ran == {"train@bert-unsup", "evaluate@bert-unsup"}
-    assert {"validate", "download", "corpus", "fetch_model@bert-unsup", "tokenize@bert-unsup"} <= skipped
+    assert ran == {"validate", "train@bert-unsup", "evaluate@bert-unsup"}  # validate reads all of params.yaml
+    assert {"download", "corpus", "fetch_model@bert-unsup", "tokenize@bert-unsup"} <= skipped
     shown = dvc(project, "exp", "show", "--csv", "--no-pager").stdout
     rows = list(csv.DictReader(io.StringIO(shown)))
     temps = {(r["Experiment"] or r["rev"]): r["temp"] for r in rows}
@@ -387,8 +389,8 @@ def test_the_graph_reruns_only_what_a_change_touches(project):
     # evaluation settings: no download, fetch, tokenize or train
     assert changed_stages(project, **{"bootstrap__resamples": 500}) == {
         "validate", "baseline", "published", "compare", "report"} | {f"evaluate@{v}" for v in VARIANTS}
-    # the compared encoders: that stage and the report only
-    assert changed_stages(project, compare=[]) == {"validate", "compare", "report"}
+    # the compared encoders: that stage only (the report follows once its metrics change)
+    assert changed_stages(project, compare=[]) == {"validate", "compare"}
 
 
 def test_push_to_a_remote_and_pull_into_a_fresh_clone(project, tmp_path):
