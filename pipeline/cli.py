@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                                            "(run in the project folder)")
     pre.add_argument("--params", default="params.yaml")
     pre.set_defaults(func=preflight_command)
-    pin = sub.add_parser("pin", help="write the sha256s and commits a run recorded (data/raw, data/models) "
+    pin = sub.add_parser("pin", help="write the sha256s and commits a run recorded (data/raw, data/models, "
+                                     "eval/published, eval/compare) "
                                      "into params.yaml (run in the project folder)")
     pin.add_argument("--params", default="params.yaml")
     pin.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")

@@ -477,9 +477,27 @@ def save_model(encoder: SentenceEncoder, tokenizer, folder: Path | str, *, max_l
     quiet_transformers()
     encoder.backbone.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
+    drop_load_time_keys(folder / "tokenizer_config.json")
     write_sentence_transformers_config(folder, hidden_size=encoder.backbone.config.hidden_size,
                                        pooler=encoder.pooler, max_len=max_len)
     return SavedModel(folder, encoder.backbone.config.hidden_size)
+
+
+#: What transformers writes into a saved tokenizer_config.json about how the tokenizer was *loaded*
+#: (offline or not, from a folder or the hub). Not part of the tokenizer: HF_HUB_OFFLINE alone made
+#: two runs of the same stage write different bytes (tests/test_pipeline_e2e.py found it).
+LOAD_TIME_KEYS = ("is_local", "local_files_only")
+
+
+def drop_load_time_keys(path: Path) -> None:
+    """Remove :data:`LOAD_TIME_KEYS` from a saved tokenizer config (as transformers writes it: sorted, indent 2)."""
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if any(key in config for key in LOAD_TIME_KEYS):
+        for key in LOAD_TIME_KEYS:
+            config.pop(key, None)
+        path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def write_sentence_transformers_config(folder: Path, *, hidden_size: int, pooler: str, max_len: int) -> None:

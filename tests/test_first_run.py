@@ -66,11 +66,12 @@ def _stage_project(tmp_path: Path, device: str) -> Path:
                           "eval/published"]),
 ])
 def test_stages_that_load_a_model_stop_at_once_without_a_gpu(tmp_path, stage, args):
-    """This machine has no GPU: with the default `device: cuda` each stage stops in one line, writing nothing
-    (no model folder, token cache or checkpoint even exists here: the check comes first)."""
+    """No GPU visible (hidden, so that this holds on a GPU machine too): with the default `device: cuda` each
+    stage stops in one line, writing nothing (no model folder, token cache or checkpoint even exists here:
+    the check comes first)."""
     root = _stage_project(tmp_path, "cuda")
     before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-    result = run_module(stage, *args, cwd=root, timeout=300)
+    result = run_module(stage, *args, cwd=root, timeout=300, env={"CUDA_VISIBLE_DEVICES": ""})
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("error: params.yaml: device = 'cuda'"), lines

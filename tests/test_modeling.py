@@ -83,3 +83,23 @@ def test_a_saved_position_ids_buffer_is_accepted(tmp_path):
     encoder, _ = load_encoder(folder)
     torch.testing.assert_close(encoder.backbone.state_dict()["embeddings.word_embeddings.weight"],
                                expected["embeddings.word_embeddings.weight"], rtol=0, atol=0)
+
+
+def test_a_saved_model_does_not_record_how_its_tokenizer_was_loaded(tmp_path):
+    """transformers writes `local_files_only` (offline or not) and `is_local` into a saved tokenizer
+    config: the same training then packaged different bytes online and offline. save_model keeps the
+    base tokenizer's own config."""
+    from transformers import AutoTokenizer
+
+    from pipeline.modeling import save_model
+    from pipeline.smoke_data import write_smoke_sources
+
+    corpus = write_smoke_sources(tmp_path / "sources")["corpus"]
+    base = build_tiny_model(corpus, tmp_path / "tiny", arch="bert", hidden=32, heads=2, intermediate=64)
+    encoder, _ = load_encoder(base, pooler="cls")
+    saved = {}
+    for offline in (True, False):
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=offline)
+        folder = save_model(encoder, tokenizer, tmp_path / f"out-{offline}", max_len=64).folder
+        saved[offline] = (folder / "tokenizer_config.json").read_bytes()
+    assert saved[True] == saved[False] == (base / "tokenizer_config.json").read_bytes()

@@ -157,6 +157,58 @@ def test_pin_on_the_smoke_layout(tmp_path):
     assert yaml.safe_load(new)["model_revisions"]["org/other"] == other
 
 
+def _evaluated(params: dict, commits: dict[str, str]) -> dict:
+    """eval/compare/manifest.json as the compare stage writes it: every entry's resolved commit."""
+    models = {}
+    for entry in params["compare"]:
+        revision = entry.get("revision") or "main"
+        models[entry["id"]] = {"model": entry["id"], "kind": "hub", "revision": revision,
+                               "commit": commits.get(entry["id"], revision), "pinned": revision != "main",
+                               "files": {}, "pooling": entry["pooling"], "normalize": entry["normalize"]}
+    return {"max_len": 64, "protocol": "card", "models": models}
+
+
+def test_pin_writes_the_commit_a_compared_encoder_resolved_to(tmp_path):
+    """`compare[i].revision: main` gets the commit the compare stage recorded (one line changed);
+    entries already pinned to what was recorded stay; a published checkpoint at a branch is pinned too."""
+    unpinned = [e["id"] for e in PARAMS["compare"] if len(e.get("revision") or "") != 40]
+    assert unpinned == ["BM-K/KoSimCSE-bert"]  # params.yaml as committed: the one the note names
+    text = PARAMS_TEXT.replace("      revision: 23f589db9dc461932fd41c9f0acce67beab03e14\n", "      revision: main\n")
+    root = _project(tmp_path, text)
+    commit = hashlib.sha1(b"BM-K/KoSimCSE-bert").hexdigest()
+    (root / "eval" / "compare").mkdir(parents=True)
+    (root / "eval" / "compare" / "manifest.json").write_text(
+        json.dumps(_evaluated(PARAMS, {"BM-K/KoSimCSE-bert": commit})), encoding="utf-8")
+    (root / "eval" / "published").mkdir(parents=True)
+    published = hashlib.sha1(b"bert-sup").hexdigest()
+    (root / "eval" / "published" / "manifest.json").write_text(json.dumps({"enabled": True, "checkpoints": {
+        "bert-sup": {"model": "snumin44/simcse-ko-bert-supervised", "kind": "hub", "revision": "main",
+                     "commit": published, "pinned": False}}}), encoding="utf-8")
+    pins, problems, new = pin_project(root)
+    assert problems == []
+    assert [p.describe() for p in pins][-2:] == [
+        f"published.checkpoints.bert-sup.revision: main -> {published}",
+        f"compare[2].revision: main -> {commit}"]
+    assert _changed_lines(text, new) == sorted(EXPECTED_CHANGES + [
+        ("      revision: main\n", f"      revision: {published}\n"),
+        ("  revision: main\n", f"  revision: {commit}\n")])
+    pinned = yaml.safe_load(new)
+    assert pinned["compare"][2] == {**PARAMS["compare"][2], "revision": commit}
+    assert pinned["compare"][:2] == PARAMS["compare"][:2] and pinned["compare"][3:] == PARAMS["compare"][3:]
+    assert pin_project(root)[:2] == ([], [])
+
+
+def test_a_compared_encoder_recorded_at_another_commit_is_an_error(tmp_path):
+    root = _project(tmp_path, PARAMS_TEXT)
+    (root / "eval" / "compare").mkdir(parents=True)
+    (root / "eval" / "compare" / "manifest.json").write_text(
+        json.dumps(_evaluated(PARAMS, {"BAAI/bge-m3": "f" * 40})), encoding="utf-8")
+    pins, problems, _ = pin_project(root)
+    assert problems == [f"compare[6].revision: pinned {PARAMS['compare'][6]['revision']} but the run recorded "
+                        f"{'f' * 40}; rerun `dvc repro compare`"]
+    assert (root / "params.yaml").read_text(encoding="utf-8") == PARAMS_TEXT
+
+
 @pytest.mark.parametrize("text, path, value, expected", [
     ("a:\n  b: null   # keep me\n", ("a", "b"), "x", "a:\n  b: x   # keep me\n"),
     ("a:\n  b:\nc: 1\n", ("a", "b"), "x", "a:\n  b: x\nc: 1\n"),
@@ -164,6 +216,11 @@ def test_pin_on_the_smoke_layout(tmp_path):
     ("a:\n  k: {url: u, sha256: null}\n", ("a", "k", "sha256"), "x", "a:\n  k: {url: u, sha256: x}\n"),
     ("a:\n  k: {url: u}\n", ("a", "k", "sha256"), "x", "a:\n  k: {url: u, sha256: x}\n"),
     ("a: {}\n", ("a", "m/n"), "0" * 40, f'a: {{m/n: "{"0" * 40}"}}\n'),  # all digits: quoted to stay a string
+    # block sequences: items at the key's own indent or deeper; a key of the first line or a later one
+    ("l:\n- id: a\n  r: main\n- id: b\n  r: main\n", ("l", 1, "r"), "x", "l:\n- id: a\n  r: main\n- id: b\n  r: x\n"),
+    ("l:\n  - r: main  # c\n    t:\n    - u\n  - r: main\n", ("l", 0, "r"), "x",
+     "l:\n  - r: x  # c\n    t:\n    - u\n  - r: main\n"),
+    ("l:\n- id: a\n- id: b\n\n# next\nm: 1\n", ("l", 1, "r"), "x", "l:\n- id: a\n- id: b\n  r: x\n\n# next\nm: 1\n"),
 ])
 def test_set_value_touches_one_line(text, path, value, expected):
     assert set_value(text, path, value) == expected
@@ -172,6 +229,10 @@ def test_set_value_touches_one_line(text, path, value, expected):
 def test_set_value_refuses_a_layout_it_cannot_edit():
     with pytest.raises(UserError, match="cannot find nope.b in a layout this command edits; set it by hand to x"):
         set_value("a: 1\n", ("nope", "b"), "x")
+    with pytest.raises(UserError, match=r"cannot find l\[2\].r in a layout"):
+        set_value("l:\n- r: 1\n- r: 2\n", ("l", 2, "r"), "x")
+    with pytest.raises(UserError, match=r"cannot find l\[0\].r in a layout"):  # a flow sequence is not edited
+        set_value("l: [{r: 1}]\n", ("l", 0, "r"), "x")
     # `a: null` cannot take a child line: the re-parse catches it and nothing is written
     with pytest.raises(UserError, match=r"would change more than the pinned values; pin by hand: a.b: \(absent\) -> x"):
         apply_pins("a: null\n", [Pin(("a", "b"), _ABSENT, "x")])

@@ -28,6 +28,7 @@ from tests.conftest import ROOT, run_module
 from tests.test_fake_hub import COMMIT, REPO, make_handler
 
 NO_TOKENIZER = "fake-org/no-tokenizer"
+NO_WEIGHTS = "fake-org/no-weights"
 CPU_ONLY = DeviceInfo(torch="2.13.0+cpu", cuda=None)
 H100 = DeviceInfo(torch="2.13.0+cu128", cuda="12.8", gpus=("NVIDIA H100 80GB HBM3",), memory=85_045_280_768,
                   capability=(9, 0), bf16=True, fp16=True)
@@ -86,14 +87,16 @@ def _serve(handler, **attrs):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Generated sources over loopback HTTP; a tiny model on the fake hub as REPO, and again without
-    its tokenizer files as NO_TOKENIZER."""
+    its tokenizer files as NO_TOKENIZER and without its weights as NO_WEIGHTS."""
     root = tmp_path_factory.mktemp("preflight")
     sources = write_smoke_sources(root / "sources")
     model = build_tiny_model(sources["corpus"], root / "model", vocab_size=1500, hidden=32, heads=2,
                              intermediate=64)
     model_files = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
     bare = {k: v for k, v in model_files.items() if not k.startswith("tokenizer")}
-    hub = _serve(make_handler(model_files, {REPO: (COMMIT, model_files), NO_TOKENIZER: ("1" * 40, bare)}))
+    unweighted = {k: v for k, v in model_files.items() if k != "model.safetensors"}
+    hub = _serve(make_handler(model_files, {REPO: (COMMIT, model_files), NO_TOKENIZER: ("1" * 40, bare),
+                                            NO_WEIGHTS: ("2" * 40, unweighted)}))
     files = _serve(Files, files={p.name: p.read_bytes() for p in sources.values()}, hits=[])
     yield SimpleNamespace(sources=sources, model=model, model_files=model_files, files=files,
                           url=f"http://127.0.0.1:{files.server_port}",
@@ -197,6 +200,33 @@ def test_a_404_an_unknown_revision_and_a_missing_tokenizer_each_give_their_line(
     assert result.stdout.rstrip().splitlines()[-1] == (
         f"verdict: NOT READY: 4 of 13 checks failed (sources.korsts_dev, model {REPO}, "
         "published.checkpoints.bert-sup, compare fake-org/gone)")
+
+
+def test_a_changed_local_copy_missing_weights_and_a_vanished_commit_each_give_their_line(world, tmp_path):
+    """The rest of what a first run can meet: a copy in data/raw that no longer matches its pinned sha256,
+    a checkpoint without weights, and a pinned commit the hub no longer has (history rewritten)."""
+    gone = "3" * 40
+    root = _project(tmp_path, world, model_revisions={REPO: gone},
+                    published={"enabled": True, "checkpoints": {"bert-sup": {"id": NO_WEIGHTS, "revision": "2" * 40}}},
+                    compare=[])
+    (root / "data" / "raw" / "korsts_test.tsv").write_bytes(world.sources["korsts_test"].read_bytes() + b"x")
+    result = run_module("pipeline.cli", "preflight", cwd=root, env=_env(world, tmp_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    pinned = hashlib.sha256(world.sources["korsts_test"].read_bytes()).hexdigest()
+    changed = hashlib.sha256(world.sources["korsts_test"].read_bytes() + b"x").hexdigest()
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    size = estimate.human_bytes(world.sources["korsts_test"].stat().st_size)
+    assert errors == [
+        f"error: sources.korsts_test: {world.url}/ok/r1/sts-test.tsv reachable ({size}), but the local copy "
+        f"data/raw/korsts_test.tsv has sha256 {changed}, expected the pinned {pinned}",
+        f"error: model {REPO}: {REPO}@{gone}: revision not found on the hub; check the pinned revision",
+        f"error: published.checkpoints.bert-sup: {NO_WEIGHTS}@{'2' * 40}: no model.safetensors or "
+        "pytorch_model.bin in the repository",
+    ]
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        f"verdict: NOT READY: 3 of 12 checks failed (sources.korsts_test, model {REPO}, "
+        "published.checkpoints.bert-sup)")
 
 
 def _local_project(tmp_path: Path, world, **changes) -> Params:

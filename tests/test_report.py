@@ -160,3 +160,15 @@ def test_extra_sections_are_rendered_in_order(inputs):
     inputs.sections = {"First": "one\n", "Second": "two"}
     text = report.render(inputs, {}, {})
     assert "## First\n\none\n\n## Second\n\ntwo\n" in text
+
+
+def test_the_provenance_says_how_many_blank_corpus_lines_the_card_trained_on(inputs):
+    """A corpus with blank lines: the rendered report's provenance names the count and that the card's
+    reader trained on them (our count + theirs); without blank lines, no such sentence."""
+    wiki = {"kind": "wiki", "from": "wiki", "sentences": 999_990, "blank_lines_skipped": 10}
+    inputs.train_manifests = {"wiki": wiki}
+    text = "\n".join(report.provenance_section(inputs))
+    assert report.blank_lines_note(999_990, 10) in text
+    assert "10 blank lines of the corpus skipped here" in text and "trained on 1000000 rows" in text
+    inputs.train_manifests = {"wiki": {**wiki, "blank_lines_skipped": 0}}
+    assert "blank lines of the corpus skipped" not in "\n".join(report.provenance_section(inputs))

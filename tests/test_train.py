@@ -266,6 +266,62 @@ def test_dev_scoring_runs_in_fp32_whatever_the_training_precision(tiny, tmp_path
     assert _tf32_flags() == tf32_on  # training's own settings are back after each evaluation
 
 
+def test_the_default_precision_is_the_cards_fp16_autocast_with_a_grad_scaler(tiny, tmp_path, monkeypatch):
+    """`precision: fp16` (the default, in params.yaml and TrainSettings) autocasts to float16 on CUDA and
+    trains through a GradScaler: every step's loss is scaled, the gradients unscaled before clipping, the
+    step taken and the scale updated by it. bf16 and fp32 take no scaler; CPU never autocasts. (CPU cannot
+    run CUDA autocast: a recording scaler stands in for torch's, the train loop itself is the real one.)"""
+    import yaml
+
+    import pipeline.train as T
+    from tests.conftest import ROOT
+
+    assert yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["precision"] == "fp16"
+    assert T.TrainSettings.__dataclass_fields__["precision"].default == "fp16"
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert [T.autocast_dtype(p, cuda) for p in ("fp16", "bf16", "fp32")] == [torch.float16, torch.bfloat16, None]
+    assert [T.autocast_dtype(p, cpu) for p in ("fp16", "bf16", "fp32")] == [None, None, None]
+
+    calls: list[str] = []
+
+    class RecordingScaler:  # torch's GradScaler with scale 1 and no overflow
+        def __init__(self, device):
+            calls.append(f"init {device}")
+
+        def scale(self, loss):
+            calls.append("scale")
+            return loss
+
+        def unscale_(self, optimizer):
+            calls.append("unscale_")
+
+        def step(self, optimizer):
+            calls.append("step")
+            optimizer.step()
+
+        def update(self):
+            calls.append("update")
+
+        def state_dict(self):
+            return {"scale": 1.0}
+
+    monkeypatch.setattr(torch.amp, "GradScaler", RecordingScaler)
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    steps = {}
+    for precision in ("fp16", "bf16"):
+        calls.clear()
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        monkeypatch.setattr(T, "autocast_dtype", lambda p, d, amp=amp: amp)  # as on CUDA
+        result = train_seed(_settings(precision=precision, max_grad_norm=1.0), seed=1, model_dir=tiny,
+                            columns=columns, dev=dev, out_dir=tmp_path / precision, state_path=tmp_path / "s.pt",
+                            fingerprint_value=precision, device=cpu, progress=False)
+        steps[precision] = (result.total_steps, list(calls))
+    n = steps["fp16"][0]
+    assert n > 1 and steps["fp16"][1] == ["init cuda"] + ["scale", "unscale_", "step", "update"] * n
+    assert steps["bf16"][1] == []
+
+
 # --- non-finite dev scores --------------------------------------------------------
 
 def _dev_embeddings(monkeypatch, bad: dict[int, str]) -> None:
