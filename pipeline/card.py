@@ -23,8 +23,8 @@ ROWS = {
 def card_row(variant: str) -> str | None:
     """The card row a variant reproduces: its own name, or the card row it extends.
 
-    ``bert-unsup-simcse`` (the paper's recipe on the same data and model) is
-    compared with the card's ``bert-unsup`` row.
+    ``bert-unsup-simcse`` (the paper's mechanisms with the card's hyperparameters) and
+    ``bert-unsup-paper`` (the paper's run) are compared with the card's ``bert-unsup`` row.
     """
     if variant in ROWS:
         return variant
@@ -85,7 +85,8 @@ SETTINGS = {
 }
 
 #: What the card's training code did beyond the listed settings (read from its source).
-CODE_SETTINGS = {"recipe": "card", "eval_steps": 100, "weight_decay": 0.01, "seed": 42}
+CODE_SETTINGS = {"recipe": "card", "eval_steps": 100, "weight_decay": 0.01, "seed": 42, "max_grad_norm": 0.0,
+                 "warmup_steps": 0, "hard_negative_weight": 0.0}
 
 #: The base model of each card row (the listed settings name the BERT rows' model).
 ROW_MODELS = {"bert-unsup": "klue/bert-base", "bert-sup": "klue/bert-base",

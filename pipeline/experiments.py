@@ -233,11 +233,11 @@ def _params_text(params: dict) -> str:
 
 def table(records: list[dict]) -> list[str]:
     """The markdown comparison table; the best value of each numeric column in bold."""
-    import pandas as pd
-
     columns = [(bench, key) for bench in BENCHMARKS for key in ("avg", "diff")]
-    values = pd.DataFrame([[_value(r.get(b), k) for b, k in columns] for r in records], dtype=float)
-    best = [None if values[i].isna().all() else float(values[i].max()) for i in range(len(columns))]
+    best = []
+    for bench, key in columns:
+        values = [v for r in records if (v := _value(r.get(bench), key)) is not None and not math.isnan(v)]
+        best.append(max(values) if values else None)
     titles = {("korsts_test", "avg"): "KorSTS test AVG [95% CI]", ("klue_dev", "avg"): "KLUE dev AVG [95% CI]",
               ("korsts_test", "diff"): "Δ KorSTS vs baseline [95% paired CI]",
               ("klue_dev", "diff"): "Δ KLUE vs baseline [95% paired CI]"}

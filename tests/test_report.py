@@ -139,14 +139,17 @@ def test_trained_minus_untrained_is_a_paired_difference(with_baseline):
 
 
 def test_header_lists_every_deviation_from_the_card(with_baseline):
+    # the paper's clipping is a deviation from the card's code (no clipping); no warmup and no hard-negative
+    # weight are what the card's code did, so they are not listed
     cfg = {"model": "m", "data": "wiki", "batch_size": 64, "lr": 5e-5, "recipe": "card", "seed": 42,
-           "precision": "bf16"}
+           "precision": "bf16", "max_grad_norm": 1.0, "warmup_steps": 0, "hard_negative_weight": 0.0}
     for training in with_baseline.variants[0].trainings.values():
         training.update({"config": cfg, "device": "cpu", "environment": {"cpu": "a CPU", "cpu_count": 2}})
     rows = report.deviations(with_baseline)
     assert rows == [
         ("model", "`klue/bert-base`", "`m` (bert-unsup)"),
         ("batch_size", "`256`", "`64` (bert-unsup)"),
+        ("max_grad_norm", "`0.0`", "`1.0` (bert-unsup)"),
         ("unsupervised data", "Korean Wiki Text 1M (korean_wiki_1m.txt)",
          "20 sentences: the 30 distinct sentences of KorSTS train and XNLI-ko dev (40 read), shuffled with seed 42; "
          "the first 20 kept (`corpus.max_sentences`) (0.00% of the card's 1M)"),
