@@ -126,6 +126,8 @@ import numpy as np
 from pipeline.evaluate import SIMILARITIES
 from pipeline.metrics import bootstrap_intervals, correlations
 temp = yaml.safe_load(open("params.yaml"))["temp"]
+if temp < 0:
+    raise SystemExit("temp must be positive")
 out = pathlib.Path("eval/bert-unsup"); out.mkdir(parents=True, exist_ok=True)
 metrics = {}
 for k, bench in enumerate(("korsts_test", "klue_dev")):
@@ -184,13 +186,19 @@ def test_report_on_a_real_queued_sweep(tmp_path):
     sh("git", "add", "-A")
     sh("git", "commit", "-qm", "baseline")
     sh(*dvc, "exp", "run", "--queue", "-S", "temp=0.1,0.2")
+    sh(*dvc, "exp", "run", "--queue", "-S", "temp=-1")  # its stage fails: listed as failed, not dropped
     sh(*dvc, "queue", "start", "-j", "1")
     for _ in range(600):  # the queue's worker runs in the background
         if not any(w in sh(*dvc, "queue", "status") for w in ("Queued", "Running")):
             break
         subprocess.run(["sleep", "1"])
     metrics = write_report(project, tmp_path / "report")
-    rows = metrics["rows"]
+    failed = [r for r in metrics["rows"] if r["state"] == "failed"]
+    assert [(r["params"], r["variant"], "korsts_test" in r) for r in failed] == [({"temp": -1}, None, False)]
+    failed_line = next(line for line in (tmp_path / "report" / "README.md").read_text().splitlines()
+                       if line.startswith(f"| {failed[0]['experiment']} |"))
+    assert "| failed: Experiment run failed | — | `temp=-1` |" in failed_line
+    rows = [r for r in metrics["rows"] if r["state"] != "failed"]
     assert [(r["state"], r["params"]) for r in rows] == [
         ("baseline", {}), ("success", {"temp": 0.1}), ("success", {"temp": 0.2})] or \
         [(r["state"], r["params"]) for r in rows] == [("baseline", {}), ("success", {"temp": 0.2}),
