@@ -86,7 +86,7 @@ def run_naive(folder: str, sts: StsSet, *, max_len: int, batch_size: int) -> dic
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).eval()
+    model = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()  # fp32, as the card code loaded
     emb1, emb2 = [], []
     with torch.no_grad():
         for start in range(0, len(sts), batch_size):

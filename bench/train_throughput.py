@@ -321,7 +321,7 @@ def train_reference(folder: str, text: list[str], *, batch_size: int, steps: int
     _reset_peak(dev_)
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).to(dev_).train()
+    model = AutoModel.from_pretrained(folder, dtype=torch.float32).to(dev_).train()
 
     def collate(batch: list[str]) -> dict[str, torch.Tensor]:
         enc = tokenizer([s for s in batch for _ in range(2)], padding="max_length", max_length=MAX_LEN,
@@ -399,7 +399,7 @@ def encode_reference(folder: str, text: list[str], *, batch_size: int, repeats: 
     quiet_transformers()
     dev_ = torch.device(device)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).to(dev_).eval()
+    model = AutoModel.from_pretrained(folder, dtype=torch.float32).to(dev_).eval()
     _reset_peak(dev_)
     tokens = 0
 

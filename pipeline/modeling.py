@@ -214,8 +214,11 @@ def load_encoder(
                     shutil.copy2(item, weights_dir / item.name)
             convert_pickle_weights(folder / PICKLE_WEIGHTS, weights_dir / SAFETENSORS)
         with _transformers_errors_only():
+            # fp32 parameters whatever dtype the checkpoint was saved in (transformers 5 keeps the saved one;
+            # the card's transformers 4 upcast): AdamW, the GradScaler and fp32 evaluation rely on it
             backbone, info = AutoModel.from_pretrained(weights_dir, config=config, use_safetensors=True,
-                                                       trust_remote_code=False, output_loading_info=True)
+                                                       dtype=torch.float32, trust_remote_code=False,
+                                                       output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{folder}: cannot load the model weights ({first})") from None

@@ -220,7 +220,9 @@ def train_variant(
     finally:
         if live is not None:
             live.end()
-        D.barrier(info)
+    # Not in the `finally`: a process that failed alone must exit (its torchrun agent then stops the
+    # job), not wait at a barrier while the others wait in a collective of the step it left.
+    D.barrier(info)
 
     if info.is_main:
         with atomic_dir(out) as tmp:

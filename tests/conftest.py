@@ -34,6 +34,62 @@ def run_module(module: str, *args: str, cwd: Path, env: dict | None = None,
                           text=True, timeout=timeout)
 
 
+def run_nodes(commands: list[list[str]], *, cwd: Path | None = None, env: dict | None = None,
+              timeout: float = 240) -> tuple[list[int | None], list[str]]:
+    """Start ``commands`` together (the "machines" of a multi-node launch) and wait for all of them.
+
+    A launch that hangs (a rank that died can leave the others waiting in a collective) is killed
+    whole once ``timeout`` seconds have passed since the start, torchrun's workers included (they
+    run in sessions of their own, so a process group would miss them).
+
+    Returns:
+        (exit codes, None for a killed launch; each launch's stdout and stderr)
+    """
+    import time
+
+    full_env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", **(env or {})}
+    procs = [subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for cmd in commands]
+    deadline = time.monotonic() + timeout
+    codes: list[int | None] = []
+    logs: list[str] = []
+    for proc in procs:
+        try:
+            out, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+            codes.append(proc.returncode)
+        except subprocess.TimeoutExpired:
+            out = ""
+            codes.append(None)
+        logs.append(out)
+    for i, proc in enumerate(procs):
+        if codes[i] is None:
+            _kill_tree(proc.pid)
+            logs[i] = proc.communicate()[0]
+    return codes, logs
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process descended from it (Linux: parents read from /proc)."""
+    import signal
+
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        tree += frontier
+    for member in reversed(tree):
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def parse_tables(markdown: str) -> dict[str, list[list[str]]]:
     """{section title: rows of cells} for the first table under each `## ` heading."""
     tables: dict[str, list[list[str]]] = {}

@@ -153,3 +153,26 @@ def test_gpu_check_runs_every_section_at_toy_size_on_cpu(tmp_path):
     assert "| resume after an interrupt (bf16, deterministic) |" in readme
     assert "fp16 + GradScaler (training and resume): CUDA only" in readme  # says what it skipped and why
     assert "skipped: evaluation in bf16/fp16" in result.stderr
+
+
+def test_a_half_copy_is_half_the_bytes_and_encodes_as_the_original(tmp_path, capsys):
+    """bench/half_copy.py: how a pretrained encoder travels to a GPU machine that takes only a small upload."""
+    from pipeline.modeling import encode
+
+    module = _load_bench("half_copy")
+    assert module.main([str(MINILM), str(tmp_path / "half")]) == 0
+    assert "weights 86.7 MiB -> 43.3 MiB" in capsys.readouterr().err
+    sentences = ["A man is playing a guitar.", "서울에서 기차를 탔다.", "The weather is cold today."]
+    embeddings = []
+    for folder in (MINILM, tmp_path / "half"):
+        encoder, tokenizer = load_encoder(folder, pooler="cls")
+        assert {p.dtype for p in encoder.parameters()} == {torch.float32}
+        embeddings.append(torch.as_tensor(encode(encoder, tokenizer, sentences, max_len=64, batch_size=8)))
+    cosine = torch.nn.functional.cosine_similarity(embeddings[0], embeddings[1], dim=1)
+    assert cosine.min() > 0.9999 and not torch.equal(embeddings[0], embeddings[1])  # rounded once, no more
+
+    with pytest.raises(SystemExit, match=r"error: .*half: exists; expected a new folder"):
+        module.main([str(MINILM), str(tmp_path / "half")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"error: .*empty: no \*.safetensors weights"):
+        module.main([str(tmp_path / "empty"), str(tmp_path / "other")])

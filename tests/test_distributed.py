@@ -172,26 +172,16 @@ def test_train_stage_relaunches_under_torchrun_on_every_node(tmp_path, monkeypat
                       *argv]]
 
 
-def _wait(proc: subprocess.Popen, timeout: float) -> str:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out
-
-
 def test_two_nodes_equal_one_process_on_the_global_batch(tiny, tmp_path):
     """2 "machines" x 1 process on localhost: two torchrun launches that meet at node 0's address."""
+    from tests.conftest import run_nodes  # here: this file is also the workers' script, run outside pytest
+
     single_loss, single_grads = _step(tiny, D.DistInfo(), supervised=True)
     out, port = tmp_path / "nodes.pt", _free_port()
-    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
-    nodes = [subprocess.Popen(D.torchrun_command([__file__, str(tiny), str(out), "1"], nproc=1, nnodes=2,
-                                                 node_rank=rank, master_addr="127.0.0.1", master_port=port),
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for rank in (1, 0)]  # node 1 first: it waits at the rendezvous until node 0 is up
-    logs = [_wait(node, timeout=120) for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    codes, logs = run_nodes([D.torchrun_command([__file__, str(tiny), str(out), "1"], nproc=1, nnodes=2, node_rank=rank,
+                                                master_addr="127.0.0.1", master_port=port)
+                             for rank in (1, 0)])  # node 1 first: it waits at the rendezvous until node 0 is up
+    assert codes == [0, 0], "\n".join(log[-2000:] for log in logs)
     nodes_result = torch.load(out, weights_only=True)
     assert nodes_result["world"] == 2
     assert nodes_result["loss"].item() == pytest.approx(single_loss.item(), abs=1e-5)

@@ -103,3 +103,22 @@ def test_a_saved_model_does_not_record_how_its_tokenizer_was_loaded(tmp_path):
         folder = save_model(encoder, tokenizer, tmp_path / f"out-{offline}", max_len=64).folder
         saved[offline] = (folder / "tokenizer_config.json").read_bytes()
     assert saved[True] == saved[False] == (base / "tokenizer_config.json").read_bytes()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_checkpoint_saved_in_half_precision_loads_as_fp32(tmp_path, dtype):
+    """transformers 5 loads weights in the dtype they were saved in; the card's code (transformers 4) always
+    had fp32 parameters, which AdamW, the GradScaler and the fp32 evaluation all rely on."""
+    from transformers import AutoModel
+
+    folder, _ = pretraining_checkpoint(tmp_path, "bert")
+    half = AutoModel.from_pretrained(folder).to(dtype)
+    half.save_pretrained(folder, safe_serialization=True)
+    saved = {k: v for k, v in load_file(folder / "model.safetensors").items()}
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {dtype}
+    encoder, _ = load_encoder(folder, pooler="cls")
+    loaded = encoder.backbone.state_dict()
+    assert {v.dtype for v in loaded.values() if v.is_floating_point()} == {torch.float32}
+    for name, value in saved.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(loaded[name], value.float(), rtol=0, atol=0, msg=name)  # exact upcast

@@ -19,6 +19,7 @@ import yaml
 from pipeline.smoke import deep_merge
 from pipeline.tiny import build_tiny_model
 from pipeline.tokens import TokenColumn, tokenize_to_arrays, write_column
+from tests.conftest import run_nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [f"{city}에서 {n}번째 {thing}을 보았다." for city in ("서울", "부산", "대구", "광주", "인천")
@@ -131,3 +132,84 @@ def test_the_training_record_is_checked_before_the_first_step(inputs, tmp_path, 
                         record_config={"lr": float("nan")}, tokens=inputs["tokens"], models=inputs["models"],
                         out=tmp_path / "models", live_dir=tmp_path / "live", resume=tmp_path / "ckpt",
                         device_name=cfg.device)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_train_stage_on_two_nodes_trains_the_one_process_model(inputs, tmp_path, monkeypatch):
+    """Two "machines" on localhost, each running the stage's own command with its node_rank (one process each,
+    the stage relaunching itself under torchrun), train the model one process trains on the global batch.
+
+    Dropout is off so both runs see the same views; each node has its own output folders, as on separate
+    disks: only node 0 writes the model and the dvclive log.
+    """
+    import sys
+
+    from safetensors.torch import load_file
+
+    monkeypatch.chdir(tmp_path)
+    single = tmp_path / "single"
+    assert run_train(inputs, single, write_params(tmp_path / "single.yaml", inputs["base"], dropout=0.0)) == 0
+
+    port = _free_port()
+    commands = []
+    for rank in (1, 0):  # node 1 first: it waits at the rendezvous until node 0 is up
+        params = write_params(tmp_path / f"node{rank}.yaml", inputs["base"], dropout=0.0, nnodes=2, node_rank=rank,
+                              master_addr="127.0.0.1", master_port=port)
+        node = tmp_path / f"node{rank}"
+        commands.append([sys.executable, "-m", "stages.train", "--variant", VARIANT, "--tokens", str(inputs["tokens"]),
+                         "--models", str(inputs["models"]), "--out", str(node / "models" / VARIANT),
+                         "--live", str(node / "dvclive" / VARIANT), "--resume", str(node / "checkpoints" / VARIANT),
+                         "--params", str(params)])
+    codes, logs = run_nodes(commands, cwd=ROOT)
+    assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert "--nnodes=2 --node_rank=0 --master_addr=127.0.0.1" in logs[1]  # the stage relaunched itself
+
+    ours, theirs = (root / "models" / VARIANT / "seed-42" for root in (tmp_path / "node0", single))
+    one, two = (json.loads((folder / "training.json").read_text()) for folder in (theirs, ours))
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert two["total_steps"] == one["total_steps"] == 8
+    assert two["selected_step"] == one["selected_step"]
+    assert [h["step"] for h in two["dev_history"]] == [h["step"] for h in one["dev_history"]] == [5, 8]
+    for a, b in zip(one["dev_history"], two["dev_history"]):
+        for column in ("cosine_pearson", "cosine_spearman"):
+            assert b[column] == pytest.approx(a[column], abs=1e-3)
+    weights = {name: load_file(folder / "model.safetensors") for name, folder in (("one", theirs), ("two", ours))}
+    base = load_file(inputs["base"] / "model.safetensors")
+    assert set(weights["two"]) == set(weights["one"])
+    moved = 0
+    for name, tensor in weights["one"].items():
+        torch.testing.assert_close(weights["two"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+        moved += name in base and not torch.equal(base[name], tensor)
+    assert moved > 0  # training changed the weights, so equal weights mean equal training
+    assert (tmp_path / "node0" / "dvclive" / VARIANT / "metrics.json").is_file()
+    assert not (tmp_path / "node1" / "models").exists() and not (tmp_path / "node1" / "dvclive").exists()
+
+
+def test_a_process_that_fails_alone_exits_without_waiting_at_a_barrier(inputs, tmp_path, monkeypatch):
+    """With several processes, one that raises (an out-of-memory, a bad row) must exit so its torchrun agent
+    ends the job; waiting at a barrier while the others wait in the step's collective hangs every machine
+    until the backend's timeout (30 minutes with gloo, seen here before the fix)."""
+    import pipeline.runs as R
+    from pipeline.params import Params, train_config
+    from stages.train import settings_for
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory on this process only")
+
+    barriers = []
+    monkeypatch.setattr(R, "train_seed", fail)
+    monkeypatch.setattr(R.D, "barrier", lambda info: barriers.append(info))
+    cfg = train_config(Params.load(write_params(tmp_path / "params.yaml", inputs["base"])), VARIANT)
+    with pytest.raises(RuntimeError, match="this process only"):
+        R.train_variant(settings_for(cfg), variant=VARIANT, model=cfg.model, data=cfg.data, seeds=cfg.seeds,
+                        record_config={}, tokens=inputs["tokens"], models=inputs["models"], out=tmp_path / "models",
+                        live_dir=tmp_path / "live", resume=tmp_path / "ckpt", device_name=cfg.device)
+    assert barriers == []
+    assert (tmp_path / "live").is_dir() and not (tmp_path / "models").exists()
