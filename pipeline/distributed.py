@@ -94,11 +94,19 @@ def check_same(value, info: DistInfo, *, what: str, hint: str) -> None:
     """
     if not info.enabled:
         return
-    values: list = [None] * info.world
-    dist.all_gather_object(values, value)
+    values = gather_objects(value, info)
     if any(v != values[0] for v in values):
         shown = ", ".join(f"rank {rank}: {v}" for rank, v in enumerate(values))
         raise UserError(f"{what} differs between processes ({shown}); {hint}")
+
+
+def gather_objects(value, info: DistInfo) -> list:
+    """Every process's ``value`` (picklable), in rank order; ``[value]`` on one process."""
+    if not info.enabled:
+        return [value]
+    values: list = [None] * info.world
+    dist.all_gather_object(values, value)
+    return values
 
 
 class _GatherWithGrad(torch.autograd.Function):

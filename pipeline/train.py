@@ -187,12 +187,15 @@ def batch_indices(order: np.ndarray, step_in_epoch: int, batch_size: int, info: 
 # --- resumable state --------------------------------------------------------------
 
 def _rng_state() -> dict:
-    """RNG states as tensors and plain Python values, so the checkpoint loads with weights_only=True."""
+    """RNG states as tensors and plain Python values, so the checkpoint loads with weights_only=True.
+
+    CUDA: this process's device only (every device's state would open a context on each GPU).
+    """
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {"python": random.getstate(), "torch": torch.get_rng_state(),
              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -202,7 +205,15 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        if isinstance(state["cuda"], list):  # states written before 2026-11-28: one per visible device
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:
+            torch.cuda.set_rng_state(state["cuda"])
+
+
+def _rank_rng_state(saved: dict | list[dict], info: D.DistInfo) -> dict:
+    """This process's RNG state from a checkpoint: one per process (a list), or one for all (older states)."""
+    return saved[info.rank] if isinstance(saved, list) else saved
 
 
 def seed_everything(seed: int) -> None:
@@ -210,6 +221,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def seed_dropout(seed: int, info: D.DistInfo) -> None:
+    """Give every process but the first its own torch stream, after the model (and its head) is built.
+
+    Identically seeded processes would draw identical dropout masks for the rows at the same place
+    of their shards; one process on the global batch draws independent masks for every row. The
+    first process keeps the stream a single-process run has, so one process trains as before.
+    """
+    if info.rank > 0:
+        torch.manual_seed(seed + 1_000_003 * info.rank)
 
 
 def fingerprint(obj: dict) -> str:
@@ -500,6 +522,7 @@ def train_seed(
     use_head = settings.recipe == "simcse"
     encoder, tokenizer = load_encoder(model_dir, pooler=settings.pooler, dropout=settings.dropout,
                                       use_head=use_head, device=device)
+    seed_dropout(seed, info)  # the head's init above is the same everywhere; the dropout masks must not be
     pad_id = pad_token_id(tokenizer)
     amp_dtype = autocast_dtype(settings.precision, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
@@ -551,7 +574,7 @@ def train_seed(
         best_state = state["best_state"]
         loss_sum = state["loss_sum"].to(device)
         loss_count = state["loss_count"]
-        _set_rng_state(state["rng"])
+        _set_rng_state(_rank_rng_state(state["rng"], info))
         resumed_from = step
         on_disk = (step, state["fingerprint"])
         setting_changes = list(state.get("setting_changes", []))
@@ -586,14 +609,14 @@ def train_seed(
             best_score, best_step, best_dev = score, at, scores
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in encoder.backbone.state_dict().items()}
 
-    def save_state() -> None:
+    def save_state(rng: list[dict]) -> None:
         state_path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_torch_save({
             "fingerprint": fingerprint_value, "resume_key": resume_key, "settings": asdict(settings),
             "step": step, "model": encoder.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else {},
-            "rng": _rng_state(), "best_score": best_score, "best_step": best_step, "best_dev": best_dev,
+            "rng": rng, "best_score": best_score, "best_step": best_step, "best_dev": best_dev,
             "best_state": best_state, "dev_history": dev_history, "history": history,
             "loss_sum": loss_sum.detach().cpu(), "loss_count": loss_count, "setting_changes": setting_changes,
         }, state_path)
@@ -664,9 +687,11 @@ def train_seed(
                 evaluate_dev(step)
                 encoder.train()
             bar.update(1)
-            if at_checkpoint and step < total_steps and info.is_main:
-                save_state()
-                on_disk = (step, fingerprint_value)
+            if at_checkpoint and step < total_steps:
+                rng = D.gather_objects(_rng_state(), info)  # every process's stream, each resumed as its own
+                if info.is_main:
+                    save_state(rng)
+                    on_disk = (step, fingerprint_value)
             if at_checkpoint:
                 D.barrier(info)
     finally:

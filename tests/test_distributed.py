@@ -190,5 +190,78 @@ def test_two_nodes_equal_one_process_on_the_global_batch(tiny, tmp_path):
         torch.testing.assert_close(nodes_result["grads"][name], grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
+class _Interrupted(Exception):
+    """Raised inside a step on every process at once, as a kill of the whole job would stop it."""
+
+
+def _train_worker(rank: int, world: int, port: int, model_dir: str, cache: str, run_dir: str,
+                  interrupt_at: int) -> None:
+    """train_seed on 2 processes with dropout, optionally interrupted at a step and rerun (resuming)."""
+    import hashlib
+
+    import pipeline.train as T
+    from pipeline.tokens import TokenColumn
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    info = D.DistInfo(rank=rank, world=world)
+    settings = T.TrainSettings(epochs=3, batch_size=8, lr=1e-3, dropout=0.1, temp=0.05, pooler="cls", recipe="card",
+                               eval_steps=3, weight_decay=0.0, hard_negative_weight=0.0, max_len=32, precision="fp32",
+                               checkpoint_steps=2, log_steps=1, eval_batch_size=16)
+    streams, real = [], T.batch_loss
+
+    def batch_loss(*args, **kwargs):  # where each step's dropout masks are drawn
+        if len(streams) + 1 == interrupt_at:
+            streams.append("interrupted")
+            raise _Interrupted
+        streams.append(hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest())
+        return real(*args, **kwargs)
+
+    T.batch_loss = batch_loss
+    run = Path(run_dir)
+    common = dict(seed=42, model_dir=Path(model_dir), columns=[TokenColumn(cache, "sent")], dev=T.DevSet.load(cache),
+                  out_dir=run / "out", state_path=run / "state.pt", fingerprint_value="test", device=torch.device("cpu"),
+                  info=info, progress=False)
+    try:
+        T.train_seed(settings, **common)
+    except _Interrupted:
+        T.train_seed(settings, **common)
+    torch.save({"streams": streams}, run / f"streams.{rank}")
+    dist.destroy_process_group()
+
+
+def test_processes_draw_their_own_dropout_masks_and_each_resumes_its_own(tiny, tmp_path):
+    """With dropout on, 2 processes must not share a random stream (one process on the global batch draws
+    independent masks for every row), and a run interrupted after a checkpoint must resume each process's
+    own stream: bit-identical to the uninterrupted run."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from pipeline.tokens import tokenize_to_arrays, write_column
+
+    cache = tmp_path / "tokens"
+    cache.mkdir()
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    for name, part in (("sent", SENTENCES), ("dev1", SENTENCES[:8]), ("dev2", SENTENCES[8:])):
+        write_column(cache, name, *tokenize_to_arrays(tokenizer, part, max_len=32, progress=False))
+    np.save(cache / "dev.scores.npy", np.linspace(0, 5, 8))
+    runs = {}
+    for label, interrupt_at in (("straight", 0), ("resumed", 6)):  # 6 steps, checkpoints at 2 and 4
+        run_dir = tmp_path / label
+        mp.spawn(_train_worker, args=(2, _free_port(), str(tiny), str(cache), str(run_dir), interrupt_at),
+                 nprocs=2, join=True)
+        runs[label] = {"weights": (run_dir / "out" / "model.safetensors").read_bytes(),
+                       "streams": [torch.load(run_dir / f"streams.{r}", weights_only=True)["streams"] for r in (0, 1)]}
+    straight, resumed = runs["straight"]["streams"], runs["resumed"]["streams"]
+    assert len(straight[0]) == 6 and all(a != b for a, b in zip(*straight))  # own masks at every step
+    # stopped in step 6; the rerun replays steps 5 and 6 from the checkpoint of step 4, each process from its
+    # own saved stream
+    for rank in (0, 1):
+        assert resumed[rank][:6] == straight[rank][:5] + ["interrupted"]
+        assert resumed[rank][6:] == straight[rank][4:]
+    assert runs["resumed"]["weights"] == runs["straight"]["weights"]
+
+
 if __name__ == "__main__":
     _torchrun_worker(sys.argv[1], sys.argv[2], sys.argv[3] == "1")
