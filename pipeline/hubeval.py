@@ -13,7 +13,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from pipeline.errors import UserError
 from pipeline.params import Params, check_max_len, device_setting, eval_settings
@@ -204,3 +204,24 @@ def embedding_text(record: Mapping[str, Any]) -> str:
     if record.get("prefix"):
         text += f", prefix `{record['prefix']}`"
     return text
+
+
+def hub_stage_main(argv: list[str] | None, *, description: str, stage: str,
+                   read_params: Callable[[Params], dict], run: Callable[..., dict]) -> int:
+    """The command line of the ``compare`` and ``published`` stages (``--raw --metrics --predictions
+    [--timing] [--params]``): read the params, run the stage, record its wall time."""
+    import argparse
+
+    from pipeline.provenance import Timer, write_timing
+
+    parser = argparse.ArgumentParser(description=description)
+    for name in ("raw", "metrics", "predictions"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--timing", type=Path)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    with Timer() as timer:
+        run(read_params(Params.load(args.params)), raw=args.raw, metrics_path=args.metrics,
+            predictions=args.predictions)
+    write_timing(args.timing, stage, timer.seconds)
+    return 0

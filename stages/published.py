@@ -10,14 +10,12 @@ checkpoint). Needs the Hugging Face hub; with `published.enabled: false`
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import UserError, cli_entry
-from pipeline.hubeval import eval_config, evaluate_checkpoint, resolve_revisions
+from pipeline.hubeval import eval_config, evaluate_checkpoint, hub_stage_main, resolve_revisions
 from pipeline.params import Params, check_bool
-from pipeline.provenance import Timer, write_timing
 from stages.evaluate import benchmark_paths
 
 
@@ -59,17 +57,8 @@ def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("raw", "metrics", "predictions"):
-        parser.add_argument(f"--{name}", type=Path, required=True)
-    parser.add_argument("--timing", type=Path)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
-    with Timer() as timer:
-        run(read_params(Params.load(args.params)), raw=args.raw, metrics_path=args.metrics,
-            predictions=args.predictions)
-    write_timing(args.timing, "published", timer.seconds)
-    return 0
+    return hub_stage_main(argv, description=__doc__.splitlines()[0], stage="published", read_params=read_params,
+                          run=run)
 
 
 if __name__ == "__main__":
