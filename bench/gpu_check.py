@@ -39,6 +39,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,8 +117,11 @@ def _row(loop: str, precision: str, measure, *, timed_steps: int, params: int, r
     except Exception as exc:  # one failing measurement must not lose the others
         return {"loop": loop, "precision": precision, "error": _error(exc)}
     sps, tps = r["sentences"] / r["seconds"], r["tokens"] / r["seconds"]
-    return {"loop": loop, "precision": precision, "sentences_per_s": sps, "step_ms": 1e3 * r["seconds"] / timed_steps,
-            "tokens_per_s": tps, "peak_mib": r["peak_mib"], "mfu": 6 * params * tps / rate}
+    row = {"loop": loop, "precision": precision, "sentences_per_s": sps, "step_ms": 1e3 * r["seconds"] / timed_steps,
+           "tokens_per_s": tps, "peak_mib": r["peak_mib"], "mfu": 6 * params * tps / rate}
+    if r.get("window_step_ms"):  # a first batch of a new padded length may build kernels or plans inside the window
+        row["median_window_step_ms"] = float(statistics.median(r["window_step_ms"]))
+    return row
 
 
 def throughput(size: dict, device: torch.device, run: Runner, skipped: list[str], work: Path) -> dict:
@@ -130,7 +134,7 @@ def throughput(size: dict, device: torch.device, run: Runner, skipped: list[str]
     params = nonembedding_params(config)
     kw = dict(batch_size=size["batch"], steps=size["steps"], warmup=size["warmup"], seed=SEED, device=str(device))
     row = dict(timed_steps=size["steps"] - size["warmup"], params=params, rate=rate)
-    headline = "bf16" if cuda else "fp32"
+    headline = "fp16" if cuda else "fp32"  # the card's --amp and the `precision` param's default
     rows = [_row("ours", p, lambda p=p: run(tt.train_ours, folder, text, precision=p, **kw), **row)
             for p in (("fp16", "bf16") if cuda else ("fp32",))]
     if cuda:
@@ -142,6 +146,8 @@ def throughput(size: dict, device: torch.device, run: Runner, skipped: list[str]
                      lambda: run(tt.train_reference, folder, text, **kw), **row))
     try:
         profile = run(tt.train_ours, folder, text, precision=headline, profile_steps=size["profile"], **kw)["profile"]
+        if not profile["busy_ms_per_step"] > 0:  # e.g. no CUPTI: an empty trace must not read as "0% waiting"
+            profile = {"error": f"the profiler recorded no {'kernel' if cuda else 'operator'} time"}
     except Exception as exc:
         profile = {"error": _error(exc)}
     rate_of = {(r["loop"], r["precision"]): r.get("sentences_per_s") for r in rows}
@@ -154,9 +160,9 @@ def throughput(size: dict, device: torch.device, run: Runner, skipped: list[str]
            "epoch_minutes": CORPUS / ours / 60 if ours else None}
     if cuda:
         best = max((r["sentences_per_s"] for r in rows if r["loop"] == "ours" and "error" not in r), default=0.0)
-        det = rate_of[("ours, deterministic: true", "bf16")]
+        det, bf16 = rate_of[("ours, deterministic: true", "bf16")], rate_of[("ours", "bf16")]
         out["target"] = {"sentences_per_s": TARGET, "best": best, "met": best >= TARGET}
-        out["deterministic_cost"] = ours / det if ours and det else None
+        out["deterministic_cost"] = bf16 / det if bf16 and det else None  # the same precision without and with
     else:
         skipped.append(f"throughput target ({TARGET:,} sentences/s): a GPU measurement, not checked on CPU")
     return out
@@ -308,11 +314,14 @@ def _plans(size: dict, cuda: bool) -> tuple[list[dict], list[dict]]:
                 eval_steps=size["eval_steps"], weight_decay=0.01, hard_negative_weight=0.0, max_len=64,
                 checkpoint_steps=size["checkpoint"], log_steps=5, eval_batch_size=128)
 
-    def spec(label: str, precision: str, deterministic: bool, **extra) -> dict:
-        return {"label": label, "settings": {**base, "precision": precision, "deterministic": deterministic}, **extra}
+    def spec(label: str, precision: str, deterministic: bool, settings: dict | None = None, **extra) -> dict:
+        return {"label": label, "settings": {**base, "precision": precision, "deterministic": deterministic,
+                                             **(settings or {})}, **extra}
 
     fast = ([spec("fp16", "fp16", False)] if cuda else []) + [
-        spec("bf16", "bf16", False), spec("bf16 again", "bf16", False, same_as="bf16")]
+        spec("bf16", "bf16", False), spec("bf16 again", "bf16", False, same_as="bf16"),
+        # bert-unsup-paper's path: the MLP head in training, clipping at 1.0 after the scaler's unscale
+        spec("paper recipe", "fp16", False, settings={"recipe": "simcse", "max_grad_norm": 1.0})]
     det = [spec("det bf16", "bf16", True), spec("det bf16 again", "bf16", True, same_as="det bf16"),
            spec("det bf16 resumed", "bf16", True, same_as="det bf16", interrupt_at=size["interrupt"])]
     if cuda:
@@ -358,6 +367,12 @@ def train_checks(runs: dict[str, dict], cuda: bool, size: dict) -> list[dict]:
           "no prefetch on CPU (main thread, not pinned)", ("bf16",), lambda r: (
               f"threads {r['batch_threads']}, pinned {r['pinned']}",
               r["batch_threads"] == threads and r["pinned"] == pinned))
+    check("the paper's recipe (MLP head, clipping at 1.0)",
+          "fp16 + GradScaler, clipped after unscaling: finite losses and scale" if cuda else "finite losses (fp32)",
+          ("paper recipe",), lambda r: (
+              f"{r['autocast_dtype']}, last loss {r['last_loss']:.4f}, scale {r['scaler_scale']}",
+              r["losses_finite"] and (r["scaler_scale"] is not None and math.isfinite(r["scaler_scale"])
+                                      if cuda else r["scaler_scale"] is None)))
     check("losses finite", "every logged loss of every run", tuple(runs), lambda *rs: (
         ", ".join(f"{r['label']}: {r['last_loss']:.4f}" for r in rs), all(r["losses_finite"] for r in rs)))
     check("deterministic: true, two runs", "bit-identical weights", ("det bf16", "det bf16 again"), lambda _, r: (
@@ -488,7 +503,7 @@ def environment(device: torch.device) -> dict:
         env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                    gpu_count=torch.cuda.device_count(), compute_capability=f"{props.major}.{props.minor}",
                    cudnn=torch.backends.cudnn.version())
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
+        with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
             env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                            capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
     return env
@@ -513,14 +528,16 @@ def render_throughput(t: dict) -> list[str]:
              f"length histogram (mean {t['mean_tokens']:.1f} tokens), max length 64. MFU = 6 x non-embedding "
              f"parameters x real tokens/s over this device's measured {t['matmul']} rate, "
              f"{t['matmul_flops'] / 1e12:.3g} TFLOP/s.", "",
-             "| loop | precision | sentences/s | step ms | tokens/s | peak MiB | MFU |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| loop | precision | sentences/s | step ms | median 10-step window, ms/step | tokens/s | peak MiB | MFU |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in t["rows"]:
         if "error" in r:
-            lines.append(f"| {r['loop']} | {r['precision']} | **error:** {_cell(r['error'])} | | | | |")
+            lines.append(f"| {r['loop']} | {r['precision']} | **error:** {_cell(r['error'])} | | | | | |")
             continue
+        median = r.get("median_window_step_ms")
         lines.append(f"| {r['loop']} | {r['precision']} | {r['sentences_per_s']:,.0f} | {r['step_ms']:.1f} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['peak_mib']:,.0f} | {100 * r['mfu']:.1f}% |")
+                     f"{'-' if median is None else format(median, '.1f')} | {r['tokens_per_s']:,.0f} | "
+                     f"{r['peak_mib']:,.0f} | {100 * r['mfu']:.1f}% |")
     ratio = t["ours_over_reference"]
     lines += ["", f"- ours ({t['headline']}) / card-style reference (sentences/s): "
               + ("n/a" if ratio is None else f"{ratio:.2f}x")]
@@ -618,6 +635,8 @@ def render(report: dict) -> str:
              f"- command: `{report['command']}`",
              f"- wall time {report['total_seconds']:.0f} s (budget {report['budget']:.0f} s); "
              f"dvc imported: {report['imported']['dvc']}, dvclive imported: {report['imported']['dvclive']}", ""]
+    if report.get("partial"):
+        lines[1:1] = ["", "**Partial:** written after a section; the run had not finished (a kill leaves this).", ""]
     for name, (heading, fn) in RENDER.items():
         section = report["sections"].get(name)
         if section is None:
@@ -700,6 +719,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _write_report(out: Path, report: dict, start: float, *, done: bool) -> dict:
+    """Write gpu_check.json and README.md as they stand; ``done: False`` marks them partial (more sections to come)."""
+    report["total_seconds"] = time.perf_counter() - start
+    report["imported"] = {name: name in sys.modules for name in ("dvc", "dvclive")}
+    report["partial"] = not done
+    safe = _json_safe(report)
+    write_json(out / "gpu_check.json", safe)
+    write_text(out / "README.md", render(safe))
+    return safe
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -738,11 +768,8 @@ def main(argv: list[str] | None = None) -> int:
             status = report["sections"][name]["status"]
             report["times"][name] = {"seconds": time.perf_counter() - t0, "status": status}
             print(f"[{name}] {status} in {report['times'][name]['seconds']:.1f} s", file=sys.stderr, flush=True)
-    report["total_seconds"] = time.perf_counter() - start
-    report["imported"] = {name: name in sys.modules for name in ("dvc", "dvclive")}
-    report = _json_safe(report)
-    write_json(args.out / "gpu_check.json", report)
-    write_text(args.out / "README.md", render(report))
+            _write_report(args.out, report, start, done=False)  # what is measured survives a kill of the run
+    report = _write_report(args.out, report, start, done=True)
     print(render(report))
     for line in skipped:
         print(f"skipped: {line}", file=sys.stderr)

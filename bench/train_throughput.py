@@ -300,8 +300,10 @@ def train_ours(folder: str, text: list[str], *, batch_size: int, steps: int, war
         lengths = column.lengths()
         timed = np.concatenate([batch_indices(order, s, batch_size, DistInfo()) for s in range(warmup, steps)])
         tokens = 2 * int(lengths[timed].sum())  # two views per sentence
+    marks = sorted(step for step in stamps if warmup <= step <= steps)  # every LOG_STEPS steps
+    window_step_ms = [1e3 * (stamps[b] - stamps[a]) / (b - a) for a, b in zip(marks, marks[1:])]
     result = {"seconds": stamps[steps] - stamps[warmup], "sentences": len(timed), "tokens": tokens,
-              "peak_mib": _peak_mib(dev_)}
+              "peak_mib": _peak_mib(dev_), "window_step_ms": window_step_ms}
     if profiler is not None:
         result["profile"] = profiler.summary()
     return result

