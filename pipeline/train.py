@@ -205,7 +205,7 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        if isinstance(state["cuda"], list):  # states written before 2026-11-28: one per visible device
+        if isinstance(state["cuda"], list):  # written by earlier versions: one state per visible device
             torch.cuda.set_rng_state_all(state["cuda"])
         else:
             torch.cuda.set_rng_state(state["cuda"])
