@@ -31,6 +31,45 @@ def model_index(name: str, metrics: dict) -> list[dict]:
     return [{"name": name, "results": results}]
 
 
+# Each training source's licence, as its upstream states it (docs/licences.md has the sources). A trained
+# model is an adaptation of its training data, so the data's terms decide the model's tag; every variant is also
+# selected on KorSTS dev (CC BY-SA 4.0) and starts from a base model whose own terms apply beside these.
+_SHARE_ALIKE = ("CC BY-SA 4.0 (share-alike) because it is an adaptation of {data}, released under CC BY-SA 4.0, "
+                "and was selected on KorSTS dev (KorNLUDatasets, CC BY-SA 4.0).")
+_XNLI_NOTE = ("No single licence is declared: the training data comes from KorNLUDatasets (CC BY-SA 4.0), whose "
+              "XNLI-ko files are human translations of XNLI, itself CC BY-NC 4.0 (non-commercial). The two terms "
+              "do not combine into one licence; use this model only non-commercially and share adaptations alike.")
+LICENCES = {
+    "wiki": {"meta": {"license": "cc-by-sa-4.0"},
+             "text": _SHARE_ALIKE.format(data="Korean Wikipedia text (the SimCSE-KO 1M-sentence release; "
+                                              "Wikipedia text is CC BY-SA, 3.0 or 4.0 by dump date, which allows "
+                                              "adaptations under 4.0, and GFDL)")},
+    "kornli_train": {"meta": {"license": "cc-by-sa-4.0"},
+                     "text": _SHARE_ALIKE.format(data="KorNLI train (KorNLUDatasets)") + (
+                         " KorNLI train is a machine translation of SNLI (CC BY-SA 4.0) and MultiNLI, whose "
+                         "texts come under their own terms (OANC; fiction by several licences): check MultiNLI's "
+                         "terms before a commercial use.")},
+    "korsts_xnli": {"meta": {"license": "other", "license_name": "cc-by-sa-4.0-and-cc-by-nc-4.0-sources",
+                             "license_link": "https://github.com/facebookresearch/XNLI/blob/main/LICENSE"},
+                    "text": "Trained on the sentences of KorSTS train and XNLI-ko dev. " + _XNLI_NOTE},
+    "xnli_test": {"meta": {"license": "other", "license_name": "cc-by-sa-4.0-and-cc-by-nc-4.0-sources",
+                           "license_link": "https://github.com/facebookresearch/XNLI/blob/main/LICENSE"},
+                  "text": "Trained on triplets from XNLI-ko test. " + _XNLI_NOTE},
+}
+
+
+def model_licence(source: str) -> dict:
+    """The packaged model's licence, which follows from its training data.
+
+    Args:
+        source: where the training data came from (``corpus.from`` or ``triplets.from``: wiki, kornli_train,
+            korsts_xnli, xnli_test).
+    Returns:
+        ``{"meta": <license keys of the card's YAML metadata>, "text": <the card's Licence section>}``.
+    """
+    return LICENCES[source]
+
+
 def render_model_card(training: dict, metrics: dict) -> str:
     """README.md for ``dist/<variant>``: metadata, results vs the card, usage, training params.
 
@@ -44,9 +83,11 @@ def render_model_card(training: dict, metrics: dict) -> str:
     base_name = model_label(base)
     name = package_name(variant)
     datasets = ["klue", "kor_nlu"] + (["kor_nli"] if cfg["data"] == "nli" else [])
+    source = (training.get("data") or {}).get("from") or ("wiki" if cfg["data"] == "wiki" else "kornli_train")
+    licence = model_licence(source)
     meta = {
         "language": ["ko"],
-        "license": "cc-by-sa-4.0",
+        **licence["meta"],
         "library_name": "sentence-transformers",
         "pipeline_tag": "sentence-similarity",
         "tags": ["sentence-transformers", "feature-extraction", "sentence-similarity", "simcse"],
@@ -56,7 +97,6 @@ def render_model_card(training: dict, metrics: dict) -> str:
     meta["datasets"] = datasets
     meta["model-index"] = model_index(name, metrics)
 
-    source = (training.get("data") or {}).get("from")
     corpus = "the distinct sentences of KorSTS train and XNLI-ko dev" if source == "korsts_xnli" else \
         "a Korean Wikipedia corpus"
     nli = "XNLI-ko test" if source == "xnli_test" else "KorNLI"
@@ -117,7 +157,8 @@ def render_model_card(training: dict, metrics: dict) -> str:
     lines += ["```", "", "## Training", "", "| param | value |", "|---|---|"]
     for key in sorted(cfg):
         lines.append(f"| {key} | {cfg[key]} |")
-    lines += ["", "## Citation", "",
+    lines += ["", "## Licence", "", licence["text"], ""]
+    lines += ["## Citation", "",
               "Gao, Yao and Chen (2021), SimCSE, EMNLP. Ham et al. (2020), KorNLI and KorSTS, arXiv:2004.03289. "
               "Park et al. (2021), KLUE, arXiv:2105.09680.", ""]
     return "\n".join(lines)
