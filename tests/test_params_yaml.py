@@ -1,4 +1,5 @@
-"""`dvc exp run -S key=value` must change exactly one line of the committed params.yaml.
+"""`dvc exp run -S key=value` must change exactly one line of the committed params.yaml, and of the
+params.yaml that `make smoke` and `make rehearsal` generate.
 
 DVC applies ``-S`` with ``dvc.utils.hydra.apply_overrides``: it loads params.yaml
 with ruamel.yaml, sets the value and dumps the whole file again. Lines whose key
@@ -6,7 +7,8 @@ and value pass ruamel's width (80) are rewrapped and ``null`` is rewritten as an
 empty value, so a badly shaped params.yaml turns a one-parameter experiment into
 a diff of dozens of lines. This test runs DVC's own function on a copy of the
 real params.yaml once per scalar param (all of them, so it keeps holding as
-params.yaml grows) and compares the files line by line.
+params.yaml grows) and compares the files line by line; the generated files,
+written by pipeline.yamlio as DVC writes YAML, get the same check.
 """
 
 from __future__ import annotations
