@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
+from pipeline import yamlio
 from pipeline.card import card_order
 from pipeline.errors import UserError
 from pipeline.evaluate import BENCHMARKS, parse_predictions
@@ -128,7 +127,7 @@ def stale_variants(project: Path, run: Run) -> set[str]:
     shown = subprocess.run(["git", "show", f"{run.rev}:dvc.lock"], cwd=project, capture_output=True, text=True)
     if shown.returncode != 0:
         return set(run.metrics)
-    stages = (yaml.safe_load(shown.stdout) or {}).get("stages", {})
+    stages = (yamlio.load(shown.stdout) or {}).get("stages", {})  # DVC wrote it: read as DVC reads it
     stale = set()
     for variant in run.metrics:
         recorded = [stages[f"{stage}@{variant}"].get("params", {}).get("params.yaml") or {}

@@ -12,13 +12,11 @@ shared, so ``dvc exp run -S temp=0.1`` changes all of them.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
+from pipeline import yamlio
 from pipeline.errors import UserError
 
 #: Settings a variant may override; all other params are shared by every variant.
@@ -35,23 +33,6 @@ PROTOCOLS = ("card", "clean")
 DEVICES = ("cuda", "cpu")
 
 _MISSING = object()
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, plus YAML 1.2's exponent floats without a dot (``6e-05``).
-
-    DVC writes ``dvc exp run -S lr=6e-05`` with ruamel.yaml (YAML 1.2), where that
-    is a float; PyYAML (YAML 1.1) would read it as the string ``'6e-05'``.
-    """
-
-
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
-
-
-def load_yaml(text: str):
-    """Parse params text the way DVC reads it (see :class:`_Loader`)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 class Params:
@@ -123,18 +104,20 @@ class Params:
 def load_mapping(path: Path | str, *, allow_empty: bool = False) -> dict[str, Any]:
     """The mapping a params file holds (an empty file is {} if ``allow_empty``, e.g. an overlay).
 
+    Read as DVC reads it (:func:`pipeline.yamlio.load`: YAML 1.2, ``6e-05`` is a float, ``yes`` a string).
+
     Raises:
-        UserError: the file is missing, not UTF-8, not YAML, or not a mapping.
+        UserError: the file is missing, not UTF-8, not YAML (a duplicate key included), or not a mapping.
     """
     path = Path(path)
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
+        data = yamlio.load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: params file not found; run from the project root") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
                         "save it as UTF-8") from None
-    except yaml.YAMLError as exc:
+    except yamlio.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None

@@ -8,21 +8,26 @@ hub checkpoints evaluated. ``pin`` copies those into params.yaml: a null
 ``model_revisions``, ``published.checkpoints.<name>.revision`` or
 ``compare[i].revision`` the recorded commit (a hub model or compared encoder
 without a revision gets one). A pinned value that disagrees with the record is an error, never
-overwritten. Only those values change: comments, order and spacing of
-params.yaml stay byte for byte, which is why the file is edited line by line
-(and the result is checked with a YAML parser before it is written).
+overwritten. params.yaml is edited the way ``dvc exp run -S`` edits it, through
+DVC's ruamel.yaml round trip (:mod:`pipeline.yamlio`), which keeps comments, order
+and spacing: on a file shaped for that round trip (tests/test_params_yaml.py) a pin
+changes exactly the lines of the pinned values, and a key it adds lands at the end
+of its block, above the comment that follows. The result is checked with the
+reader before it is written: the pinned values changed and nothing else.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark
+from ruamel.yaml.tokens import CommentToken
 
+from pipeline import yamlio
 from pipeline.errors import UserError
 from pipeline.hub import is_commit
 from pipeline.sources import source_url
@@ -152,156 +157,90 @@ def plan_pins(params: dict, raw_files: dict[str, dict], models: dict[str, dict],
     return pins, problems
 
 
-# --- line-based YAML editing --------------------------------------------------------
-
-_KEY = re.compile(r"""^(?P<indent> *)(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<plain>[^\s#'"{\[][^#]*?))\s*:(?=\s|$)""")
+# --- editing through DVC's round trip ------------------------------------------------
 
 
-def _scalar(value: str) -> str:
-    """``value`` as a YAML scalar that reads back as the same string (quoted only if it must be)."""
-    return value if yaml.safe_load(value) == value else json.dumps(value)
+def _block(node: Any) -> bool:
+    """A non-empty block mapping or sequence: its lines end where its last entry's do."""
+    return isinstance(node, (CommentedMap, CommentedSeq)) and len(node) > 0 and not node.fa.flow_style()
 
 
-def _content(line: str) -> bool:
-    stripped = line.strip()
-    return bool(stripped) and not stripped.startswith("#")
+def _last_line(container: Any, key: Any) -> tuple[Any, Any]:
+    """(container, key) of the scalar on the last line of the entry ``container[key]``."""
+    while _block(container[key]):
+        container = container[key]
+        key = next(reversed(container)) if isinstance(container, CommentedMap) else len(container) - 1
+    return container, key
 
 
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
+def _detach_following_lines(container: Any, key: Any) -> str:
+    """Remove and return the blank and comment lines that follow the line of ``container[key]``.
 
-
-def _dash(line: str) -> bool:
-    """A block sequence item (``- x`` or a lone ``-``)."""
-    rest = line.lstrip(" ")
-    return rest.startswith("- ") or rest.rstrip("\n") == "-"
-
-
-def _block_end(lines: list[str], start: int, indent: int) -> int:
-    """Index after the last content line of the block that follows ``start``: deeper than ``indent``,
-    or a block sequence at ``indent`` itself (YAML lets ``key:`` take ``- item`` lines at its own indent)."""
-    end = start + 1
-    for i in range(start + 1, len(lines)):
-        if _content(lines[i]):
-            if _indent(lines[i]) < indent or (_indent(lines[i]) == indent and not _dash(lines[i])):
-                break
-            end = i + 1
-    return end
-
-
-def _find_item(lines: list[str], index: int, start: int, stop: int) -> tuple[int, int] | None:
-    """(first line, index after the last content line) of item ``index`` of the block sequence in
-    ``lines[start:stop]``, or None."""
-    content = [i for i in range(start, stop) if _content(lines[i])]
-    if not content or not _dash(lines[content[0]]):
-        return None
-    items = [i for i in content if _dash(lines[i]) and _indent(lines[i]) == _indent(lines[content[0]])]
-    if index >= len(items):
-        return None
-    first = items[index]
-    end = first + 1
-    for i in range(first + 1, items[index + 1] if index + 1 < len(items) else stop):
-        if _content(lines[i]):
-            end = i + 1
-    return first, end
-
-
-def _find_key(lines: list[str], key: str, start: int, stop: int, indent: int | None) -> tuple[int | None, int | None]:
-    """(line index of ``key:`` or None, the children's indent) among the direct children of a block
-    (at ``indent``, or else at the indent of its first content line)."""
-    for i in range(start, stop):
-        if not _content(lines[i]):
-            continue
-        if indent is None:
-            indent = _indent(lines[i])
-        match = _KEY.match(lines[i])
-        if match and len(match["indent"]) == indent and key in (match["dq"], match["sq"], match["plain"]):
-            return i, indent
-    return None, indent
-
-
-def _value_span(line: str, after: int) -> tuple[int, int]:
-    """Start and end of the scalar value after the key's colon (before a `# comment`)."""
-    start = after + 1
-    while start < len(line) and line[start] == " ":
-        start += 1
-    comment = re.search(r"\s#", line[start:])
-    value = line[start:start + comment.start()] if comment else line[start:]
-    return start, start + len(value.rstrip())
-
-
-def _set_in_flow(line: str, brace: int, key: str, value: str) -> str:
-    """Set ``key`` in the one-line flow mapping that opens at ``brace`` (replace it, or append it)."""
-    close = line.index("}", brace)
-    inner = line[brace + 1:close]
-    match = re.search(rf"(^|,)(\s*){re.escape(key)}\s*:\s*([^,]*?)\s*(?=,|$)", inner)
-    if match:
-        start, end = brace + 1 + match.start(3), brace + 1 + match.end(3)
-        return line[:start] + value + line[end:]
-    if inner.strip():
-        return line[:close].rstrip() + f", {key}: {value}" + line[close:]
-    return line[:brace + 1] + f"{key}: {value}" + line[close:]
-
-
-def set_value(text: str, path: tuple[str | int, ...], value: str) -> str:
-    """Set the scalar at ``path`` in YAML ``text``, touching only the line that holds it (or adding one).
-
-    Handles block mappings at every level, items of a block sequence (an int in ``path``) holding
-    block mappings, and a one-line flow mapping (``{url: ..., sha256: null}``) as the innermost one.
-    Raises UserError when the layout is beyond that.
+    ruamel.yaml keeps them in one comment token with that line's own end-of-line comment (the text from
+    ``# eol`` to the last following comment line): a mapping entry's in slot 2 of ``ca.items[key]``, a
+    sequence item's in slot 0. The end-of-line part stays where it is.
     """
-    lines = text.splitlines(keepends=True)
-    masked: list[tuple[int, int]] = []  # item lines whose `-` is read as a space: its mapping's indent
+    slots = container.ca.items.get(key)
+    slot = 2 if isinstance(container, CommentedMap) else 0
+    token = slots[slot] if slots and len(slots) > slot else None
+    if token is None or "\n" not in token.value:
+        return ""
+    eol, following = token.value.split("\n", 1)
+    if eol:
+        token.value = eol + "\n"
+    else:
+        slots[slot] = None
+    return following
 
-    def done() -> str:
-        for i, col in masked:
-            lines[i] = lines[i][:col] + "-" + lines[i][col + 1:]
-        return "".join(lines)
 
-    start, stop, indent, parent = 0, len(lines), 0, -1
-    scalar = _scalar(value)
-    for depth, key in enumerate(path):
-        last = depth == len(path) - 1
-        if isinstance(key, int):
-            item = _find_item(lines, key, start, stop)
-            if item is None or last:
-                break
-            col = _indent(lines[item[0]])
-            lines[item[0]] = lines[item[0]][:col] + " " + lines[item[0]][col + 1:]
-            masked.append((item[0], col))
-            parent, (start, stop), indent = item[0], item, None
-            continue
-        found, indent = _find_key(lines, key, start, stop, indent)
-        if found is None:
-            if not last or parent < 0:
-                break
-            child = indent if indent is not None else _indent(lines[parent]) + 2
-            if not lines[stop - 1].endswith("\n"):
-                lines[stop - 1] += "\n"
-            lines.insert(stop, " " * child + f"{key}: {scalar}\n")
-            return done()
-        match = _KEY.match(lines[found])
-        rest = lines[found][match.end():]
-        if last:
-            begin, end = _value_span(lines[found], match.end() - 1)
-            # `key:` with nothing after it (null) needs the space YAML wants after the colon
-            lead = " " if begin == end and begin == match.end() else ""
-            lines[found] = lines[found][:begin] + lead + scalar + lines[found][end:]
-            return done()
-        if rest.strip().startswith("{") and depth == len(path) - 2:
-            lines[found] = _set_in_flow(lines[found], match.end() + rest.index("{"), path[-1], scalar)
-            return done()
-        parent, start, stop, indent = found, found + 1, _block_end(lines, found, len(match["indent"])), None
-    raise UserError(f"params.yaml: cannot find {dotted(path)} in a layout this command edits; "
-                    f"set it by hand to {value}")
+def _add_key(parent: Any, key: Any, name: str, value: str) -> None:
+    """Add ``name: value`` to the mapping ``parent[key]`` (a null there becomes one) as its last entry,
+    above the blank and comment lines that follow the block: ruamel.yaml would write it below them,
+    as if those lines introduced it."""
+    mapping = parent[key]
+    if mapping is None:
+        mapping = parent[key] = CommentedMap()
+    if not isinstance(mapping, CommentedMap):
+        raise KeyError(name)
+    holder = _last_line(mapping, next(reversed(mapping))) if _block(mapping) else (parent, key)
+    following = _detach_following_lines(*holder)
+    mapping[name] = value
+    if following:
+        # the token's leading newline ends the new entry's line; CommentMark(0): no end-of-line comment
+        mapping.ca.items[name] = [None, None, CommentToken("\n" + following, CommentMark(0), None), None]
+
+
+def set_value(data: Any, path: tuple[str | int, ...], value: str) -> None:
+    """Set the scalar at ``path`` in round-trip nodes (:func:`pipeline.yamlio.load_for_update`); a missing
+    last key is added to its mapping (see :func:`_add_key`).
+
+    Raises:
+        UserError: a key or item on the way is missing, or is not a mapping or sequence.
+    """
+    parent, node = None, data
+    try:
+        for key in path[:-1]:
+            parent, node = node, node[key]
+        last = path[-1]
+        if isinstance(node, CommentedSeq) or isinstance(node, CommentedMap) and last in node:
+            node[last] = value
+        elif parent is None or isinstance(last, int):
+            raise KeyError(last)
+        else:
+            _add_key(parent, path[-2], last, value)
+    except (KeyError, IndexError, TypeError):
+        raise UserError(f"params.yaml: cannot find {dotted(path)} in a layout this command edits; "
+                        f"set it by hand to {value}") from None
 
 
 def apply_pins(text: str, pins: list[Pin]) -> str:
-    """``text`` with every pin written; checked by parsing: the pinned values changed and nothing else."""
-    out = text
+    """``text`` with every pin written the way `dvc exp run -S` writes a value (DVC's round trip), checked
+    by parsing: the pinned values changed and nothing else."""
+    data = yamlio.load_for_update(text)
     for pin in pins:
-        out = set_value(out, pin.path, pin.new)
-    expected = yaml.safe_load(text)
+        set_value(data, pin.path, pin.new)
+    out = yamlio.dump(data)
+    expected = yamlio.load(text)
     for pin in pins:
         node = expected
         for key in pin.path[:-1]:
@@ -309,12 +248,8 @@ def apply_pins(text: str, pins: list[Pin]) -> str:
                 node[key] = {}
             node = node[key]
         node[pin.path[-1]] = pin.new
-    try:
-        same = yaml.safe_load(out) == expected
-    except yaml.YAMLError:
-        same = False
-    if not same:
-        raise UserError("params.yaml: the line edits would change more than the pinned values; "
+    if yamlio.load(out) != expected:
+        raise UserError("params.yaml: the edits would change more than the pinned values; "
                         "pin by hand: " + "; ".join(p.describe() for p in pins))
     return out
 
@@ -329,7 +264,7 @@ def pin_project(root: Path | str = ".", *, params_file: str = "params.yaml",
     root = Path(root)
     path = root / params_file
     text = path.read_text(encoding="utf-8")
-    params = yaml.safe_load(text)
+    params = yamlio.load(text)
     raw_manifest = root / "data" / "raw" / "manifest.json"
     models_dir = root / "data" / "models"
     if not raw_manifest.is_file() and not models_dir.is_dir():

@@ -17,8 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
+from pipeline import yamlio
 from pipeline.errors import UserError
 from pipeline.provenance import code_version, describe_code
 
@@ -86,10 +85,19 @@ def name_repository_commit(params: dict, root: Path) -> None:
                                  f"{describe_code(code)}.").strip()
 
 
+def merged_params(root: Path, *overlays: Path) -> dict:
+    """The repository's params.yaml with each overlay file merged on top in turn (:func:`deep_merge`)."""
+    merged = read_yaml(root / "params.yaml")
+    for overlay in overlays:
+        merged = deep_merge(merged, read_yaml(overlay))
+    return merged
+
+
 def write_params(target: Path, params: dict, header: str) -> None:
-    """Write the project's params.yaml: a comment ``header`` (saying where it comes from), then ``params``."""
-    (target / "params.yaml").write_text(header + yaml.safe_dump(params, sort_keys=False, allow_unicode=True),
-                                        encoding="utf-8")
+    """Write the project's params.yaml: a comment ``header`` (saying where it comes from), then ``params``
+    as DVC writes them (:func:`pipeline.yamlio.dump`), so that DVC's round trip (`dvc exp run -S`) leaves
+    every line but the one it sets as it is."""
+    (target / "params.yaml").write_text(header + yamlio.dump(params), encoding="utf-8")
 
 
 def init_git(project: Path, message: str) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from pipeline import yamlio
 from pipeline.card import (CARD, CITATIONS, COLUMN_TITLES, CORPUS_SENTENCES, DATA, HARDWARE, PUBLISHED, card_row,
                            card_settings, row_label)
 from pipeline.evaluate import BENCHMARKS, read_predictions
@@ -91,7 +91,7 @@ def collect(*, variants: list[str], metrics_dir: Path, eval_dir: Path, models_di
             predictions[label] = {b: eval_dir / name / f"{b}.{label}.tsv" for b in BENCHMARKS}
             curves[label] = read_dvclive_series(live_dir / name, label)
         results.append(VariantResult(name, metrics, trainings, predictions, curves))
-    lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) if lock_path.is_file() else {}
+    lock = yamlio.load(lock_path.read_text(encoding="utf-8")) if lock_path.is_file() else {}
     return ReportInputs(
         variants=results,
         baseline=_read_json(metrics_dir / "baseline.json", {}),

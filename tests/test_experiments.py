@@ -237,3 +237,27 @@ def test_sweeps_with_another_param_held_fixed_make_their_own_curve():
     out = sweeps(baseline, records)
     assert list(out) == ["temp (epochs=1)"]  # two points, not through the baseline (epochs differs there)
     assert out["temp (epochs=1)"]["KorSTS test"]["bert-unsup"] == [(0.1, 71.5, 70.5, 72.5), (0.2, 69.0, 68.0, 70.0)]
+
+
+def test_stale_variants_read_dvc_lock_as_dvc_writes_it(tmp_path):
+    """dvc.lock records `lr: 6e-05` (ruamel.yaml, YAML 1.2): read as the float `dvc exp show` reports,
+    an experiment run with lr=6e-05 is not stale (PyYAML's YAML 1.1 reads the string '6e-05')."""
+    import subprocess
+
+    from dvc.utils.serialize import dumps_yaml
+
+    from pipeline.experiments import Run, stale_variants
+    from pipeline.project import GIT_ENV, project_env
+
+    ran = {"params.yaml": {"lr": 6e-05, "temp": 0.05}}
+    lock = {"schema": "2.0", "stages": {
+        "train@bert-unsup": {"cmd": "x", "params": ran}, "evaluate@bert-unsup": {"cmd": "x", "params": ran},
+        "train@bert-sup": {"cmd": "x", "params": {"params.yaml": {"lr": 6e-05, "temp": 0.1}}}}}
+    (tmp_path / "dvc.lock").write_text(dumps_yaml(lock), encoding="utf-8")
+    assert "lr: 6e-05\n" in (tmp_path / "dvc.lock").read_text(encoding="utf-8")
+    env = {**project_env(), **GIT_ENV}
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "lock"]):
+        subprocess.run(cmd, cwd=tmp_path, env=env, check=True)
+    run = Run("exp", "HEAD", "success", {"lr": 6e-05, "temp": 0.05},
+              metrics={"bert-unsup": {}, "bert-sup": {}, "roberta-sup": {}})
+    assert stale_variants(tmp_path, run) == {"bert-sup", "roberta-sup"}  # another temp; no stage recorded

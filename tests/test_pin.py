@@ -8,15 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from pipeline import yamlio
 from pipeline.errors import UserError
 from pipeline.pin import _ABSENT, Pin, apply_pins, pin_project, set_value
-from pipeline.smoke import deep_merge
 from tests.conftest import ROOT, run_module
 
 PARAMS_TEXT = (ROOT / "params.yaml").read_text(encoding="utf-8")
-PARAMS = yaml.safe_load(PARAMS_TEXT)
+PARAMS = yamlio.load(PARAMS_TEXT)
 COMMITS = {"klue/bert-base": hashlib.sha1(b"klue/bert-base").hexdigest(),
            "klue/roberta-base": hashlib.sha1(b"klue/roberta-base").hexdigest()}
 
@@ -49,7 +48,7 @@ def _project(tmp_path: Path, text: str, models_layout: str = "per-variant", **ov
     (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
     (tmp_path / "data" / "raw").mkdir(parents=True)
     (tmp_path / "data" / "raw" / "manifest.json").write_text(
-        json.dumps(_raw_manifest(yaml.safe_load(text), **override)), encoding="utf-8")
+        json.dumps(_raw_manifest(yamlio.load(text), **override)), encoding="utf-8")
     models = tmp_path / "data" / "models"
     if models_layout == "per-variant":  # data/models/<variant>/manifest.json, one record each
         for variant in ("bert-unsup", "bert-sup", "roberta-unsup"):
@@ -85,7 +84,7 @@ def test_pin_writes_recorded_values_and_nothing_else(tmp_path, layout):
     assert problems == [] and len(pins) == 5
     new = (root / "params.yaml").read_text(encoding="utf-8")
     assert _changed_lines(PARAMS_TEXT, new) == EXPECTED_CHANGES
-    pinned = yaml.safe_load(new)
+    pinned = yamlio.load(new)
     assert pinned["model_revisions"] == COMMITS
     for key in ("corpus", "kornli_mnli", "kornli_snli"):
         assert pinned["sources"][key]["sha256"] == _sha(key)
@@ -133,13 +132,16 @@ def test_a_run_of_other_sources_is_not_pinned(tmp_path):
 
 
 def test_pin_on_the_smoke_layout(tmp_path):
-    """The smoke project's params.yaml (yaml.safe_dump of params.yaml + smoke/params.yaml): a hub
-    model missing from model_revisions gets an entry; a local model is not pinned."""
-    merged = deep_merge(PARAMS, yaml.safe_load((ROOT / "smoke" / "params.yaml").read_text(encoding="utf-8")))
+    """The smoke project's params.yaml (written by pipeline/smoke.py as DVC writes YAML): a hub model
+    missing from model_revisions gets an entry; a local model is not pinned."""
+    from pipeline.project import write_params
+    from pipeline.smoke import PARAMS_HEADER, project_params
+
+    merged = project_params(ROOT, {key: _sha(key) for key in PARAMS["sources"]})
     merged["variants"]["roberta-unsup"]["model"] = "org/other"
-    for key in merged["sources"]:
-        merged["sources"][key]["sha256"] = None if key == "klue_dev" else _sha(key)
-    text = "# generated\n" + yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
+    merged["sources"]["klue_dev"]["sha256"] = None
+    write_params(tmp_path, merged, PARAMS_HEADER)
+    text = (tmp_path / "params.yaml").read_text(encoding="utf-8")
     root = _project(tmp_path, text, "one-manifest")
     other = hashlib.sha1(b"org/other").hexdigest()
     (root / "data/models/manifest.json").write_text(json.dumps({
@@ -152,9 +154,26 @@ def test_pin_on_the_smoke_layout(tmp_path):
     a, b = text.splitlines(keepends=True), new.splitlines(keepends=True)
     at = a.index("  klue/roberta-base: main\n") + 1  # the new entry closes the model_revisions block
     assert b == a[:at] + [f"  org/other: {other}\n"] + [
-        f"    sha256: {_sha('klue_dev')}\n" if i == a.index("    sha256: null\n") else line
+        f"    sha256: {_sha('klue_dev')}\n" if i == a.index("    sha256:\n") else line
         for i, line in enumerate(a)][at:]
-    assert yaml.safe_load(new)["model_revisions"]["org/other"] == other
+    assert yamlio.load(new)["model_revisions"]["org/other"] == other
+
+
+def test_an_added_key_lands_above_the_comment_that_follows_its_block(tmp_path):
+    """In the committed params.yaml, model_revisions is followed by a blank line and a comment: a model
+    missing there is added as the block's last line, above them (ruamel.yaml alone writes it below)."""
+    text = PARAMS_TEXT.replace("  klue/roberta-base: main\n", "")
+    assert "  klue/bert-base: main\n\n# What the training data" in text
+    root = _project(tmp_path, text)
+    pins, problems, new = pin_project(root)
+    assert problems == [] and f"model_revisions.klue/roberta-base: (absent) -> {COMMITS['klue/roberta-base']}" \
+        in [p.describe() for p in pins]
+    expected = PARAMS_TEXT
+    for model, commit in COMMITS.items():
+        expected = expected.replace(f"  {model}: main\n", f"  {model}: {commit}\n")
+    for key in ("corpus", "kornli_mnli", "kornli_snli"):  # the unpinned sources, in file order
+        expected = expected.replace("    sha256:\n", f"    sha256: {_sha(key)}\n", 1)
+    assert new == expected
 
 
 def _evaluated(params: dict, commits: dict[str, str]) -> dict:
@@ -192,7 +211,7 @@ def test_pin_writes_the_commit_a_compared_encoder_resolved_to(tmp_path):
     assert _changed_lines(text, new) == sorted(EXPECTED_CHANGES + [
         ("      revision: main\n", f"      revision: {published}\n"),
         ("  revision: main\n", f"  revision: {commit}\n")])
-    pinned = yaml.safe_load(new)
+    pinned = yamlio.load(new)
     assert pinned["compare"][2] == {**PARAMS["compare"][2], "revision": commit}
     assert pinned["compare"][:2] == PARAMS["compare"][:2] and pinned["compare"][3:] == PARAMS["compare"][3:]
     assert pin_project(root)[:2] == ([], [])
@@ -209,30 +228,46 @@ def test_a_compared_encoder_recorded_at_another_commit_is_an_error(tmp_path):
     assert (root / "params.yaml").read_text(encoding="utf-8") == PARAMS_TEXT
 
 
+def _edit(text: str, path: tuple[str | int, ...], value: str) -> str:
+    data = yamlio.load_for_update(text)
+    set_value(data, path, value)
+    return yamlio.dump(data)
+
+
 @pytest.mark.parametrize("text, path, value, expected", [
-    ("a:\n  b: null   # keep me\n", ("a", "b"), "x", "a:\n  b: x   # keep me\n"),
+    ("a:\n  b: null   # keep me\n", ("a", "b"), "x", "a:\n  b: x      # keep me\n"),  # the comment's column
     ("a:\n  b:\nc: 1\n", ("a", "b"), "x", "a:\n  b: x\nc: 1\n"),
-    ("a:\n  b: 1\n\n# next\nc: 1\n", ("a", "z"), "x", "a:\n  b: 1\n  z: x\n\n# next\nc: 1\n"),
     ("a:\n  k: {url: u, sha256: null}\n", ("a", "k", "sha256"), "x", "a:\n  k: {url: u, sha256: x}\n"),
     ("a:\n  k: {url: u}\n", ("a", "k", "sha256"), "x", "a:\n  k: {url: u, sha256: x}\n"),
-    ("a: {}\n", ("a", "m/n"), "0" * 40, f'a: {{m/n: "{"0" * 40}"}}\n'),  # all digits: quoted to stay a string
-    # block sequences: items at the key's own indent or deeper; a key of the first line or a later one
+    ("a: {}\n", ("a", "m/n"), "0" * 40, f"a:\n  m/n: '{'0' * 40}'\n"),  # all digits: quoted to stay a string
+    ("a: null\n", ("a", "b"), "x", "a:\n  b: x\n"),
+    # a key added at the end of a block goes above the blank and comment lines that follow it
+    ("a:\n  b: 1\n\n# next\nc: 1\n", ("a", "z"), "x", "a:\n  b: 1\n  z: x\n\n# next\nc: 1\n"),
+    ("a:\n  b: 1  # eol\n# next\nc: 1\n", ("a", "z"), "x", "a:\n  b: 1  # eol\n  z: x\n# next\nc: 1\n"),
+    ("a:\n  b:\n    c: 1\n\n# next\nd: 1\n", ("a", "z"), "x", "a:\n  b:\n    c: 1\n  z: x\n\n# next\nd: 1\n"),
+    ("a:\n  b:\n  - 1  # e\n\n# next\n", ("a", "z"), "x", "a:\n  b:\n  - 1  # e\n  z: x\n\n# next\n"),
+    ("a:   # eol\n\n# next\nc: 1\n", ("a", "z"), "x", "a:   # eol\n  z: x\n\n# next\nc: 1\n"),
+    # block sequences: a key of an item's first line or a later one
     ("l:\n- id: a\n  r: main\n- id: b\n  r: main\n", ("l", 1, "r"), "x", "l:\n- id: a\n  r: main\n- id: b\n  r: x\n"),
-    ("l:\n  - r: main  # c\n    t:\n    - u\n  - r: main\n", ("l", 0, "r"), "x",
-     "l:\n  - r: x  # c\n    t:\n    - u\n  - r: main\n"),
+    ("l:\n- r: main  # c\n  t:\n  - u\n- r: main\n", ("l", 0, "r"), "x", "l:\n- r: x     # c\n  t:\n  - u\n- r: main\n"),
     ("l:\n- id: a\n- id: b\n\n# next\nm: 1\n", ("l", 1, "r"), "x", "l:\n- id: a\n- id: b\n  r: x\n\n# next\nm: 1\n"),
 ])
 def test_set_value_touches_one_line(text, path, value, expected):
-    assert set_value(text, path, value) == expected
+    assert _edit(text, path, value) == expected
 
 
-def test_set_value_refuses_a_layout_it_cannot_edit():
+def test_set_value_refuses_what_is_not_there():
     with pytest.raises(UserError, match="cannot find nope.b in a layout this command edits; set it by hand to x"):
-        set_value("a: 1\n", ("nope", "b"), "x")
+        _edit("a: 1\n", ("nope", "b"), "x")
     with pytest.raises(UserError, match=r"cannot find l\[2\].r in a layout"):
-        set_value("l:\n- r: 1\n- r: 2\n", ("l", 2, "r"), "x")
-    with pytest.raises(UserError, match=r"cannot find l\[0\].r in a layout"):  # a flow sequence is not edited
-        set_value("l: [{r: 1}]\n", ("l", 0, "r"), "x")
-    # `a: null` cannot take a child line: the re-parse catches it and nothing is written
-    with pytest.raises(UserError, match=r"would change more than the pinned values; pin by hand: a.b: \(absent\) -> x"):
-        apply_pins("a: null\n", [Pin(("a", "b"), _ABSENT, "x")])
+        _edit("l:\n- r: 1\n- r: 2\n", ("l", 2, "r"), "x")
+    with pytest.raises(UserError, match=r"cannot find a.b in a layout"):  # a scalar takes no key
+        _edit("a: 1\n", ("a", "b"), "x")
+
+
+def test_apply_pins_checks_the_written_values(monkeypatch):
+    """The text written is read back: a value other than the pinned ones that changed stops the pin."""
+    assert apply_pins("a: null\nb: 1\n", [Pin(("a", "c"), _ABSENT, "x")]) == "a:\n  c: x\nb: 1\n"
+    monkeypatch.setattr(yamlio, "dump", lambda data: "a:\n  c: x\nb: 2\n")
+    with pytest.raises(UserError, match=r"would change more than the pinned values; pin by hand: a.c: \(absent\) -> x"):
+        apply_pins("a: null\nb: 1\n", [Pin(("a", "c"), _ABSENT, "x")])

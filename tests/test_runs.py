@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline.smoke import deep_merge
+from pipeline.project import deep_merge
 from pipeline.tiny import build_tiny_model
 from pipeline.tokens import TokenColumn, tokenize_to_arrays, write_column
 from tests.conftest import run_nodes
