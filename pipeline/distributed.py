@@ -112,8 +112,13 @@ def gather_objects(value, info: DistInfo) -> list:
 class _GatherWithGrad(torch.autograd.Function):
     """all_gather whose backward sums the incoming gradients over processes and keeps this shard's.
 
-    Written out (rather than ``torch.distributed.nn.all_gather``) so the backward
-    uses only all_reduce, which gloo supports as well as nccl.
+    Written out because torch's autograd gathers are deprecated: on torch 2.13
+    ``torch.distributed.nn.functional.all_gather`` works on gloo and nccl and gives
+    the same gradients (tests/test_distributed.py compares them), but warns that it
+    is deprecated in favour of the private ``torch.distributed._functional_collectives``,
+    whose autograd gather has itself been renamed once (``all_gather_tensor_autograd``
+    -> ``all_gather_single_autograd``). These ten lines use only the stable
+    ``dist.all_gather`` and ``dist.all_reduce``.
     """
 
     @staticmethod

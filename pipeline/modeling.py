@@ -10,7 +10,7 @@ embeddings as :func:`encode`.
 from __future__ import annotations
 
 import json
-import shutil
+import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +91,8 @@ def _has_weights(folder: Path) -> bool:
 def convert_pickle_weights(src: Path | str, dst: Path | str) -> None:
     """Convert ``pytorch_model.bin`` to ``model.safetensors`` with torch's weights-only loader.
 
+    For :func:`pipeline.hub.fetch_model`, which stores every fetched model as safetensors
+    (one format to hash and to record); :func:`load_encoder` reads a pickle in place.
     Never a full unpickle: a pickle holding anything but tensors is refused.
     """
     from safetensors.torch import save_file
@@ -181,9 +183,10 @@ def load_encoder(
     """Load a local model folder as a :class:`SentenceEncoder` and its fast tokenizer.
 
     Args:
-        folder: a local Hugging Face folder with safetensors weights (a folder with
-            only ``pytorch_model.bin`` is read through :func:`convert_pickle_weights`);
-            a base model or a pre-training checkpoint, checked by :func:`check_loading_info`.
+        folder: a local Hugging Face folder with safetensors weights or only a
+            ``pytorch_model.bin`` (read with torch's weights-only loader; a pickle
+            holding anything else is refused); a base model or a pre-training
+            checkpoint, checked by :func:`check_loading_info`.
         pooler: see :func:`pool`.
         dropout: if given, the encoder's hidden and attention dropout (SimCSE's
             augmentation); ``None`` keeps the config's values.
@@ -202,29 +205,33 @@ def load_encoder(
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if hasattr(config, key):
                 setattr(config, key, dropout)
-    weights_dir = folder
-    if not (folder / SAFETENSORS).is_file() and not any(folder.glob("model-*.safetensors")):
-        import tempfile
-
-        weights_dir = Path(tempfile.mkdtemp(prefix="simcse-ko-weights-"))
+    safetensors = (folder / SAFETENSORS).is_file() or any(folder.glob("model-*.safetensors"))
     try:
-        if weights_dir != folder:
-            for item in folder.iterdir():
-                if item.is_file() and item.name != PICKLE_WEIGHTS:
-                    shutil.copy2(item, weights_dir / item.name)
-            convert_pickle_weights(folder / PICKLE_WEIGHTS, weights_dir / SAFETENSORS)
         with _transformers_errors_only():
-            # fp32 parameters whatever dtype the checkpoint was saved in (transformers 5 keeps the saved one;
-            # the card's transformers 4 upcast): AdamW, the GradScaler and fp32 evaluation rely on it
-            backbone, info = AutoModel.from_pretrained(weights_dir, config=config, use_safetensors=True,
+            # A pickle-only folder is read by transformers itself, with torch.load(weights_only=True):
+            # tensors and plain containers only, never a full unpickle (verified in transformers 5.24's
+            # modeling_utils.load_state_dict). fp32 parameters whatever dtype the checkpoint was saved in
+            # (transformers 5 keeps the saved one; the card's transformers 4 upcast): AdamW, the
+            # GradScaler and fp32 evaluation rely on it.
+            backbone, info = AutoModel.from_pretrained(folder, config=config, use_safetensors=safetensors,
                                                        dtype=torch.float32, trust_remote_code=False,
                                                        output_loading_info=True)
+    except pickle.UnpicklingError as exc:  # the weights-only loader met a global (code, a class): not run
+        lines = str(exc).splitlines()
+        # torch names the refused global in one line of its multi-line message; keep that line's first sentence
+        why = next((line.strip().split(". ")[0].rstrip(".") for line in lines if "GLOBAL" in line),
+                   type(exc).__name__)
+        raise UserError(f"{folder / PICKLE_WEIGHTS}: not loadable with torch's weights_only=True loader ({why}); "
+                        f"refusing a full unpickle, expected a mapping of weight names to tensors") from None
+    except (TypeError, AttributeError) as exc:
+        if safetensors:  # safetensors holds only named tensors: a bug, keep the traceback
+            raise
+        # a weights-only pickle of plain containers that is not a name -> tensor mapping (a list, ...)
+        raise UserError(f"{folder / PICKLE_WEIGHTS}: cannot load the model weights ({type(exc).__name__}); "
+                        f"expected a mapping of weight names to tensors") from None
     except (OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{folder}: cannot load the model weights ({first})") from None
-    finally:
-        if weights_dir != folder:  # the converted copy is in memory now; a model-sized temp folder per call
-            shutil.rmtree(weights_dir, ignore_errors=True)
     check_loading_info(folder, info, backbone)
     tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True, trust_remote_code=False)
     # Pretrained poolers (BERT's NSP pooler) are kept in the saved folder but never

@@ -265,3 +265,47 @@ def test_processes_draw_their_own_dropout_masks_and_each_resumes_its_own(tiny, t
 
 if __name__ == "__main__":
     _torchrun_worker(sys.argv[1], sys.argv[2], sys.argv[3] == "1")
+
+
+def _gather_grad_worker(rank: int, world: int, port: int, out: str) -> None:
+    import warnings
+
+    import torch.distributed.nn.functional as dist_nn
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    local = torch.randn(3, 4, generator=torch.Generator().manual_seed(rank))  # (B, H), different per process
+    weights = torch.arange(world * 3 * 4, dtype=torch.float32).view(world * 3, 4) * (rank + 1)
+    results = {}
+    for name in ("ours", "torch"):
+        x = local.clone().requires_grad_(True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if name == "ours":
+                gathered = D.gather_with_grad(x, D.DistInfo(rank=rank, world=world))
+            else:
+                gathered = torch.cat(dist_nn.all_gather(x), dim=0)
+        # a loss that differs per process, so the backward must sum the other process's gradient in
+        (torch.sin(gathered) * weights).sum().backward()
+        results[name] = {"gathered": gathered.detach(), "grad": x.grad,
+                         "deprecated": any(issubclass(w.category, FutureWarning) for w in caught)}
+    torch.save(results, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_gather_gradients_equal_torchs_deprecated_autograd_gather_on_gloo(tmp_path):
+    """Our gather = torch.distributed.nn.functional.all_gather on gloo (values, gradients); torch's warns deprecated."""
+    out = tmp_path / "gather"
+    mp.spawn(_gather_grad_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    results = [torch.load(f"{out}.{rank}", weights_only=True) for rank in (0, 1)]
+    locals_ = [torch.randn(3, 4, generator=torch.Generator().manual_seed(rank)) for rank in (0, 1)]
+    weights = torch.arange(24, dtype=torch.float32).view(6, 4)
+    for rank, result in enumerate(results):
+        assert torch.equal(result["ours"]["gathered"], torch.cat(locals_))
+        assert torch.equal(result["torch"]["gathered"], torch.cat(locals_))
+        # by hand: d/dx of sum over processes p of (p + 1) * weights * sin(gathered), at this process's rows
+        rows = slice(3 * rank, 3 * rank + 3)
+        expected = (1 + 2) * weights[rows] * torch.cos(locals_[rank])
+        torch.testing.assert_close(result["ours"]["grad"], expected)
+        assert torch.equal(result["ours"]["grad"], result["torch"]["grad"])
+        assert result["torch"]["deprecated"] and not result["ours"]["deprecated"]

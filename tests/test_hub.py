@@ -1,6 +1,7 @@
 """pipeline/hub.py and the model-folder helpers of pipeline/modeling.py, offline: a local folder
-is copied and hashed, pickle weights are converted with the weights-only loader (and a pickle
-that runs code is refused without running it), hub ids map to folder names."""
+is copied and hashed, pickle weights are converted (fetch_model) or read (load_encoder, through
+transformers' own loader) with the weights-only loader, a pickle that runs code is refused without
+running it, hub ids map to folder names."""
 
 from __future__ import annotations
 
@@ -122,21 +123,57 @@ def test_pickle_weights_are_converted(tiny, pickle_only, tmp_path):
 def test_load_encoder_same_outputs_from_pickle_weights(tiny, pickle_only, tmp_path):
     reference = _embed(tiny)
     assert reference.shape == (2, 32)
-    assert torch.equal(_embed(pickle_only), reference)  # converted on the fly
+    assert torch.equal(_embed(pickle_only), reference)  # read by transformers' weights-only loader
     fetch_model(str(pickle_only), None, tmp_path / "out")
     assert torch.equal(_embed(tmp_path / "out"), reference)
     assert sorted(p.name for p in pickle_only.iterdir()) == ["config.json", "pytorch_model.bin", "tokenizer.json",
                                                               "tokenizer_config.json"]  # source left alone
 
 
-def test_load_encoder_leaves_no_converted_copy_behind(pickle_only, tmp_path, monkeypatch):
+def test_load_encoder_reads_pickle_weights_in_place(pickle_only, tmp_path, monkeypatch):
+    """No model-sized converted copy: nothing is written to the temp folder, the source is left alone."""
     import tempfile
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    before = {p.name: _digest(p) for p in pickle_only.iterdir()}
     assert _embed(pickle_only).shape == (2, 32)
     assert list(scratch.iterdir()) == []
+    assert {p.name: _digest(p) for p in pickle_only.iterdir()} == before
+
+
+def test_load_encoder_upcasts_half_pickle_weights(tiny, tmp_path):
+    """An fp16 ``pytorch_model.bin`` loads as fp32 parameters equal to the fp16 values (the card's upcast)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = _side_files(tiny, tmp_path / "half")
+    half = {k: v.half() for k, v in load_file(tiny / "model.safetensors").items()}
+    torch.save(half, folder / "pytorch_model.bin")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["dtype"] = "float16"  # as save_pretrained writes it for a half model: transformers 5 would keep fp16
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    encoder, _ = load_encoder(folder)
+    params = dict(encoder.backbone.named_parameters())
+    assert {p.dtype for p in params.values()} == {torch.float32}
+    for key, value in half.items():
+        if key in params:
+            assert torch.equal(params[key], value.float()), key
+
+
+def test_load_encoder_pickle_missing_a_weight_is_refused(tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = _side_files(tiny, tmp_path / "partial")
+    state = load_file(tiny / "model.safetensors")
+    del state["encoder.layer.0.output.dense.weight"]
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(UserError) as info:
+        load_encoder(folder)
+    assert str(info.value) == (f"{folder}: weight 'encoder.layer.0.output.dense.weight' is missing from the "
+                               "checkpoint; expected every bert encoder weight")
 
 
 class _RunsCode:
@@ -175,9 +212,16 @@ def test_pickle_that_runs_code_is_refused(tiny, tmp_path, monkeypatch, payload):
     assert message.startswith(f"{weights}: not loadable with torch's weights_only=True loader")
     assert "refusing a full unpickle" in message
     assert not (tmp_path / "model.safetensors").exists()
-    for call in (lambda: fetch_model(str(folder), None, tmp_path / "out"), lambda: load_encoder(folder)):
-        with pytest.raises(UserError, match="weights_only"):
-            call()
+    with pytest.raises(UserError, match="weights_only"):
+        fetch_model(str(folder), None, tmp_path / "out")
+    with pytest.raises(UserError) as info:
+        load_encoder(folder)
+    message = str(info.value)
+    assert "\n" not in message
+    global_name = "posix.system" if payload == "os.system" else f"{__name__}._Plain"
+    assert message.startswith(f"{weights}: not loadable with torch's weights_only=True loader (")
+    assert f"GLOBAL {global_name} " in message  # torch's own words name the refused global
+    assert message.endswith("); refusing a full unpickle, expected a mapping of weight names to tensors")
     assert not (tmp_path / "out" / "model.safetensors").exists()
     assert list(scratch.iterdir()) == []
     assert not marker.exists()
@@ -188,12 +232,22 @@ def test_pickle_that_runs_code_is_refused(tiny, tmp_path, monkeypatch, payload):
 
 
 @pytest.mark.parametrize("state", [[torch.zeros(2)], {"w": torch.zeros(2), "step": 3}], ids=["list", "int-value"])
-def test_pickle_without_a_tensor_mapping_is_refused(tmp_path, state):
+def test_pickle_without_a_tensor_mapping_is_refused(tiny, tmp_path, state):
     torch.save(state, tmp_path / "pytorch_model.bin")
     with pytest.raises(UserError) as info:
         convert_pickle_weights(tmp_path / "pytorch_model.bin", tmp_path / "model.safetensors")
     assert str(info.value) == f"{tmp_path / 'pytorch_model.bin'}: expected a mapping of tensor names to tensors"
     assert not (tmp_path / "model.safetensors").exists()
+    folder = _side_files(tiny, tmp_path / "model")
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(UserError) as info:
+        load_encoder(folder)
+    if isinstance(state, dict):  # a mapping, but not of the encoder's weights: check_loading_info says so
+        assert str(info.value) == (f"{folder}: weight 'embeddings.LayerNorm.bias' is missing from the checkpoint "
+                                   "(and 20 more); expected every bert encoder weight")
+    else:
+        assert str(info.value) == (f"{folder / 'pytorch_model.bin'}: cannot load the model weights (TypeError); "
+                                   "expected a mapping of weight names to tensors")
 
 
 @pytest.mark.parametrize("model, slug", [
