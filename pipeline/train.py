@@ -1,7 +1,10 @@
 """Contrastive training (SimCSE), unsupervised or with NLI hard negatives.
 
 Read top to bottom: the optimizer and the two schedules, dev scoring, the
-resumable state, the non-finite loss watch, then :func:`train_seed`, the loop itself.
+resumable state, the non-finite loss watch, then the loop in the shape of
+nanoGPT's: :class:`LoopState` (what a checkpoint saves and a resume restores) and
+the named steps :func:`train_seed` runs in order: :func:`setup`, :func:`resume`,
+:func:`train_loop`, :func:`select`, :func:`save_selected`.
 
 Two recipes (param ``recipe``):
     ``card``   what the card's training code really did: no MLP head (its type
@@ -474,6 +477,346 @@ def _describe_changes(changes: dict) -> str:
     return ", ".join(f"{k} {v['before']} -> {v['after']}" for k, v in changes["changed"].items())
 
 
+
+# --- the loop's state: what a checkpoint saves and a resume restores -----------------
+
+@dataclass
+class LoopState:
+    """Everything the loop carries from one step to the next (weights, optimizer and RNG aside).
+
+    :meth:`to_checkpoint` and :meth:`from_checkpoint` map it to and from the resumable
+    state file's keys, which keep the format earlier versions wrote (they still resume).
+    """
+
+    step: int = 0  # optimizer steps taken (1-based after the first)
+    best_score: float = -math.inf  # the selection metric at ``best_step``; -inf: nothing selected yet
+    best_step: int = 0
+    best_dev: dict = field(default_factory=dict)  # the dev scores of ``best_step``
+    best_state: dict | None = None  # the backbone's weights at ``best_step`` (CPU copies)
+    dev_history: list[dict] = field(default_factory=list)  # {"step", "cosine_pearson", "cosine_spearman"}
+    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # what was logged, finite only
+    loss_sum: torch.Tensor | None = None  # device scalar: the losses since the last log (no host sync per step)
+    loss_count: int = 0
+    resumed_from: int = 0
+    setting_changes: list[dict] = field(default_factory=list)  # resumptions with changed settings
+    on_disk: tuple[int, str] | None = None  # (step, fingerprint) of the state file a rerun may resume
+
+    #: the attributes saved under their own names (``loss_sum`` is saved on the CPU)
+    SAVED = ("step", "best_score", "best_step", "best_dev", "best_state", "dev_history", "history")
+
+    def to_checkpoint(self) -> dict:
+        """The loop's part of the state file (the keys earlier versions wrote)."""
+        return {**{k: getattr(self, k) for k in self.SAVED}, "loss_sum": self.loss_sum.detach().cpu(),
+                "loss_count": self.loss_count, "setting_changes": self.setting_changes}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, device: torch.device) -> "LoopState":
+        """The loop as a state file left it; the run resumes at ``state["step"]``."""
+        return cls(**{k: state[k] for k in cls.SAVED}, loss_sum=state["loss_sum"].to(device),
+                   loss_count=state["loss_count"], resumed_from=state["step"],
+                   setting_changes=list(state.get("setting_changes", [])),  # absent in early states
+                   on_disk=(state["step"], state["fingerprint"]))
+
+
+@dataclass
+class Run:
+    """What :func:`setup` builds for one seed: the model, its optimizer and schedule, and the fixed facts."""
+
+    settings: TrainSettings
+    seed: int
+    device: torch.device
+    info: D.DistInfo
+    encoder: SentenceEncoder
+    tokenizer: object
+    forward: Callable  # the encoder, DDP-wrapped and/or compiled: the training view
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: object | None  # GradScaler under fp16, else None
+    amp_dtype: object
+    pad_id: int
+    rows: int  # training rows (sentences or triplets)
+    per_epoch: int
+    total_steps: int
+
+
+@dataclass
+class StateFile:
+    """The resumable state file of one run and the keys that say which runs may resume it."""
+
+    path: Path
+    fingerprint: str
+    resume_key: str | None = None
+
+
+# --- setup and resume ----------------------------------------------------------------
+
+def setup(settings: TrainSettings, *, seed: int, model_dir: Path, rows: int, device: torch.device,
+          info: D.DistInfo) -> Run:
+    """Seed everything, load the base model and build the optimizer and schedule (nothing trained yet)."""
+    seed_everything(seed)
+    encoder, tokenizer = load_encoder(model_dir, pooler=settings.pooler, dropout=settings.dropout,
+                                      use_head=settings.recipe == "simcse", device=device)
+    seed_dropout(seed, info)  # the head's init above is the same everywhere; the dropout masks must not be
+    amp_dtype = autocast_dtype(settings.precision, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = not settings.deterministic
+        torch.backends.cudnn.allow_tf32 = not settings.deterministic
+    if settings.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    model: torch.nn.Module = encoder
+    if info.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(
+            encoder, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(model, dynamic=True) if settings.compile else model
+    per_epoch = steps_per_epoch(rows, settings.batch_size, info.world)
+    total_steps = settings.epochs * per_epoch
+    optimizer = make_optimizer(encoder, lr=settings.lr, weight_decay=settings.weight_decay, device_type=device.type)
+    scheduler = make_scheduler(optimizer, recipe=settings.recipe, epochs=settings.epochs, total_steps=total_steps,
+                               warmup_steps=settings.warmup_steps)
+    return Run(settings=settings, seed=seed, device=device, info=info, encoder=encoder, tokenizer=tokenizer,
+               forward=forward, optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp_dtype=amp_dtype,
+               pad_id=pad_token_id(tokenizer), rows=rows, per_epoch=per_epoch, total_steps=total_steps)
+
+
+def save_checkpoint(run: Run, loop: LoopState, file: StateFile, rng: list[dict]) -> None:
+    """Write the resumable state (atomically): weights, optimizer, schedule, scaler, every process's RNG, loop.
+
+    Only plain values and tensors, so it loads with ``weights_only=True``; the settings are kept
+    so a resume with changed :data:`NONFINITE_RESUMABLE` settings knows the old ones.
+    """
+    file.path.parent.mkdir(parents=True, exist_ok=True)
+    loop_part = loop.to_checkpoint()
+    _atomic_torch_save({
+        "fingerprint": file.fingerprint, "resume_key": file.resume_key, "settings": asdict(run.settings),
+        "step": loop_part.pop("step"), "model": run.encoder.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else {}, "rng": rng, **loop_part,
+    }, file.path)
+
+
+def restore_checkpoint(run: Run, state: dict, changed: dict | None) -> LoopState:
+    """Load a state file's weights, optimizer, schedule, scaler and this process's RNG into ``run``.
+
+    Args:
+        state: the loaded state file (see :func:`save_checkpoint`).
+        changed: from :func:`_read_state`: the settings this resumption changes, or None.
+
+    Returns:
+        the loop as it was at ``state["step"]``, with ``changed`` appended to its setting changes.
+    """
+    run.encoder.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    loop = LoopState.from_checkpoint(state, run.device)
+    _set_rng_state(_rank_rng_state(state["rng"], run.info))
+    if changed is not None:
+        _apply_changed_settings(run.optimizer, run.scheduler, run.settings, state["settings"])
+        loop.setting_changes.append(changed)
+    return loop
+
+
+def resume(run: Run, file: StateFile, *, replay: Callable | None) -> LoopState:
+    """The loop to continue: restored from ``file`` when it may be resumed (see :func:`_read_state`), else new.
+
+    Every process must reach the same step (checked, collective).
+    """
+    info = run.info
+    state, changed = _read_state(file.path, fingerprint_value=file.fingerprint, resume_key=file.resume_key,
+                                 settings=run.settings, announce=info.is_main)
+    if state is None:
+        loop = LoopState(loss_sum=torch.zeros((), device=run.device))
+    else:
+        loop = restore_checkpoint(run, state, changed)
+        if info.is_main:
+            note = f" with changed settings ({_describe_changes(changed)})" if changed else ""
+            print(f"resuming seed {run.seed} from step {loop.step}/{run.total_steps} ({file.path}){note}",
+                  flush=True)
+        if replay is not None and info.is_main:
+            replay(loop.history)
+    D.check_same(loop.step, info, what=f"{file.path}: the step to resume from",
+                 hint="every machine must see the same resume folder (a shared filesystem), or remove it on all")
+    return loop
+
+
+# --- the steps of the loop -------------------------------------------------------------
+
+def record(loop: LoopState, at: int, values: dict[str, float | None], *, log: Callable | None,
+           info: D.DistInfo) -> None:
+    """Append the finite ``values`` of step ``at`` to the history and pass them to ``log`` (main process).
+
+    Only finite numbers reach the history and dvclive: both end up in JSON (allow_nan=False).
+    """
+    values = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+    if not values:
+        return
+    loop.history.append((at, values))
+    if log is not None and info.is_main:
+        log(at, values)
+
+
+def consider(loop: LoopState, at: int, scores: dict[str, float | None], selection: str,
+             weights: Callable[[], dict[str, torch.Tensor]]) -> bool:
+    """Select step ``at`` if its ``selection`` score is strictly better than the best so far (as the card's
+    code: a tie keeps the earlier step); a ``None`` score never wins.
+
+    Args:
+        weights: returns CPU copies of the weights to keep; called only when ``at`` is selected.
+
+    Returns:
+        whether ``at`` is now the selected step.
+    """
+    score = scores[selection]
+    if score is None or not score > loop.best_score:
+        return False
+    loop.best_score, loop.best_step, loop.best_dev = score, at, scores
+    loop.best_state = weights()
+    return True
+
+
+def evaluate(run: Run, loop: LoopState, at: int, dev: DevSet, *, log: Callable | None) -> None:
+    """Score dev at step ``at``, record it, and select the step if it is the best so far."""
+    encoder = run.encoder
+    # fp32, TF32 off, whatever the training precision (the card selected on fp32 scores)
+    scores = dev_scores(encoder, dev, pad_id=run.pad_id, batch_size=run.settings.eval_batch_size, device=run.device)
+    loop.dev_history.append({"step": at, **scores})
+    record(loop, at, {f"dev/{k}": v for k, v in scores.items()}, log=log, info=run.info)
+    consider(loop, at, scores, SELECTION[run.settings.recipe],
+             lambda: {k: v.detach().to("cpu", copy=True) for k, v in encoder.backbone.state_dict().items()})
+
+
+def stop_if_nonfinite(watch: LossWatch, loop: LoopState, file: StateFile, *, seed: int, total_steps: int,
+                      checkpoint_steps: int, info: D.DistInfo) -> None:
+    """Raise :class:`NonFiniteLoss` if any process saw a non-finite loss (collective: one host sync).
+
+    The main process first marks the state file on disk (:func:`nonfinite_marker`), so a
+    rerun with changed :data:`NONFINITE_RESUMABLE` settings may resume it.
+    """
+    found = watch.first(info)
+    if found is None:
+        return
+    if loop.on_disk is not None and info.is_main:
+        write_json(nonfinite_marker(file.path), {"checkpoint_step": loop.on_disk[0], "fingerprint": loop.on_disk[1],
+                                                 "nonfinite_step": found[0]})
+    raise _nonfinite_error(seed=seed, step=found[0], loss=found[1], total_steps=total_steps, state_path=file.path,
+                           checkpoint_step=loop.on_disk[0] if loop.on_disk else None,
+                           checkpoint_steps=checkpoint_steps)
+
+
+def batch_source(run: Run, columns: Sequence[TokenColumn]) -> Callable[[int], Batch]:
+    """``batch_at(step)``: this process's collated batch of a global step (the epoch's order is cached)."""
+    orders: dict[int, np.ndarray] = {}
+    settings, pin = run.settings, run.device.type == "cuda"
+
+    def batch_at(at: int) -> Batch:
+        epoch, in_epoch = divmod(at, run.per_epoch)
+        if epoch not in orders:
+            orders.clear()
+            orders[epoch] = epoch_order(run.rows, run.seed, epoch)
+        idx = batch_indices(orders[epoch], in_epoch, settings.batch_size, run.info)
+        return prepare_batch([col.rows(idx) for col in columns], pad_id=run.pad_id, pin=pin)
+
+    return batch_at
+
+
+def batches(batch_at: Callable[[int], Batch], start: int, stop: int, *, threaded: bool):
+    """Yield the batches of steps ``start`` .. ``stop - 1``. ``threaded`` (CUDA): the next batch is
+    collated (and pinned) on a thread while the device runs this one."""
+    if not threaded:
+        for at in range(start, stop):
+            yield batch_at(at)
+        return
+    with ThreadPoolExecutor(max_workers=1) as prefetch:
+        upcoming = prefetch.submit(batch_at, start) if start < stop else None
+        for at in range(start, stop):
+            batch = upcoming.result()
+            upcoming = prefetch.submit(batch_at, at + 1) if at + 1 < stop else None
+            yield batch
+
+
+def train_step(run: Run, batch: Batch) -> tuple[torch.Tensor, float]:
+    """One optimizer step on ``batch``; returns (the loss, on the device; the learning rate the step used)."""
+    settings = run.settings
+    lr_now = run.scheduler.get_last_lr()[0]
+    loss = batch_loss(run.forward, batch, temp=settings.temp, hard_negative_weight=settings.hard_negative_weight,
+                      info=run.info, device=run.device, amp_dtype=run.amp_dtype)
+    (run.scaler.scale(loss) if run.scaler is not None else loss).backward()
+    optimizer_step(run.optimizer, run.scaler, run.encoder.parameters(), settings.max_grad_norm)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scheduler.step()
+    return loss, lr_now
+
+
+def train_loop(run: Run, state: LoopState, *, columns: Sequence[TokenColumn], dev: DevSet, file: StateFile,
+         log: Callable | None, progress: bool) -> None:
+    """Train from ``state.step`` to the last step: log, score dev, watch the loss and checkpoint on schedule."""
+    settings, info, total = run.settings, run.info, run.total_steps
+    watch = LossWatch(run.device)
+    stream = batches(batch_source(run, columns), state.step, total, threaded=run.device.type == "cuda")
+    run.encoder.train()
+    bar = tqdm(total=total, initial=state.step, desc=f"train seed {run.seed}", unit="step",
+               disable=not (progress and info.is_main))
+    try:
+        for batch in stream:
+            loss, lr_now = train_step(run, batch)
+            state.step += 1
+            step = state.step
+            state.loss_sum += loss.detach()
+            state.loss_count += 1
+            watch.update(loss, step)
+            at_log = step % settings.log_steps == 0 or step == total
+            at_eval = step % settings.eval_steps == 0 or step == total
+            at_checkpoint = step % settings.checkpoint_steps == 0
+            if at_log or at_eval or at_checkpoint:  # where the loop syncs anyway, and before any checkpoint
+                stop_if_nonfinite(watch, state, file, seed=run.seed, total_steps=total,
+                                  checkpoint_steps=settings.checkpoint_steps, info=info)
+            values = {"train/lr": lr_now}
+            if at_log:
+                # the only host sync of a training step, and only on logging steps
+                mean_loss = float(D.mean_across(state.loss_sum / state.loss_count, info))
+                values["train/loss"] = mean_loss
+                state.loss_sum.zero_()
+                state.loss_count = 0
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr_now:.2e}")
+            record(state, step, values, log=log, info=info)
+            if at_eval:
+                evaluate(run, state, step, dev, log=log)
+                run.encoder.train()
+            bar.update(1)
+            if at_checkpoint and step < total:
+                rng = D.gather_objects(_rng_state(), info)  # every process's stream, each resumed as its own
+                if info.is_main:
+                    save_checkpoint(run, state, file, rng)
+                    state.on_disk = (step, file.fingerprint)
+            if at_checkpoint:
+                D.barrier(info)
+    finally:
+        bar.close()
+        stream.close()  # stops the prefetch thread, also after an error
+
+
+def select(loop: LoopState) -> tuple[int, dict[str, float | None], bool]:
+    """The step to keep: (step, its dev scores, whether no evaluation gave a finite score).
+
+    With no finite score at any evaluation the last step is kept (rather than fail after training).
+    """
+    if loop.best_state is None:
+        return loop.step, {}, True
+    return loop.best_step, loop.best_dev, False
+
+
+def save_selected(run: Run, loop: LoopState, out_dir: Path) -> None:
+    """Put the selected weights back into the encoder and save it to ``out_dir`` (main process)."""
+    if run.info.is_main:
+        if loop.best_state is not None:
+            run.encoder.backbone.load_state_dict(loop.best_state)
+        save_model(run.encoder, run.tokenizer, out_dir, max_len=run.settings.max_len)
+    D.barrier(run.info)
+
+
 def train_seed(
     settings: TrainSettings,
     *,
@@ -491,7 +834,7 @@ def train_seed(
     progress: bool = True,
     resume_key: str | None = None,
 ) -> TrainResult:
-    """Train one seed and save the selected checkpoint to ``out_dir``.
+    """Train one seed and save the selected checkpoint to ``out_dir``: setup, resume, loop, select, save.
 
     Args:
         settings: the run's hyperparameters.
@@ -518,199 +861,16 @@ def train_seed(
             checkpoint (written before that step) is kept for a rerun to resume.
     """
     start_time = time.perf_counter()
-    seed_everything(seed)
-    use_head = settings.recipe == "simcse"
-    encoder, tokenizer = load_encoder(model_dir, pooler=settings.pooler, dropout=settings.dropout,
-                                      use_head=use_head, device=device)
-    seed_dropout(seed, info)  # the head's init above is the same everywhere; the dropout masks must not be
-    pad_id = pad_token_id(tokenizer)
-    amp_dtype = autocast_dtype(settings.precision, device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = not settings.deterministic
-        torch.backends.cudnn.allow_tf32 = not settings.deterministic
-    if settings.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    model: torch.nn.Module = encoder
-    if info.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(
-            encoder, device_ids=[device.index] if device.type == "cuda" else None)
-    forward = model
-    if settings.compile:
-        forward = torch.compile(model, dynamic=True)
-
-    n = len(columns[0])
-    per_epoch = steps_per_epoch(n, settings.batch_size, info.world)
-    total_steps = settings.epochs * per_epoch
-    optimizer = make_optimizer(encoder, lr=settings.lr, weight_decay=settings.weight_decay, device_type=device.type)
-    scheduler = make_scheduler(optimizer, recipe=settings.recipe, epochs=settings.epochs, total_steps=total_steps,
-                               warmup_steps=settings.warmup_steps)
-    selection = SELECTION[settings.recipe]
-
-    step = 0
-    best_score = -math.inf
-    best_step = 0
-    best_dev: dict[str, float | None] = {}
-    best_state: dict[str, torch.Tensor] | None = None
-    dev_history: list[dict] = []
-    history: list[tuple[int, dict[str, float]]] = []
-    loss_sum = torch.zeros((), device=device)
-    loss_count = 0
-    resumed_from = 0
-    setting_changes: list[dict] = []
-    on_disk: tuple[int, str] | None = None  # (step, fingerprint) of the state file this run may resume from
-
-    state, changed = _read_state(state_path, fingerprint_value=fingerprint_value, resume_key=resume_key,
-                                 settings=settings, announce=info.is_main)
-    if state is not None:
-        encoder.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step, best_score, best_step = state["step"], state["best_score"], state["best_step"]
-        best_dev, dev_history, history = state["best_dev"], state["dev_history"], state["history"]
-        best_state = state["best_state"]
-        loss_sum = state["loss_sum"].to(device)
-        loss_count = state["loss_count"]
-        _set_rng_state(_rank_rng_state(state["rng"], info))
-        resumed_from = step
-        on_disk = (step, state["fingerprint"])
-        setting_changes = list(state.get("setting_changes", []))
-        if changed is not None:
-            _apply_changed_settings(optimizer, scheduler, settings, state["settings"])
-            setting_changes.append(changed)
-        if info.is_main:
-            note = f" with changed settings ({_describe_changes(changed)})" if changed else ""
-            print(f"resuming seed {seed} from step {step}/{total_steps} ({state_path}){note}", flush=True)
-        if replay is not None and info.is_main:
-            replay(history)
-    D.check_same(step, info, what=f"{state_path}: the step to resume from",
-                 hint="every machine must see the same resume folder (a shared filesystem), or remove it on all")
-
-    def record(at: int, values: dict[str, float | None]) -> None:
-        # only finite numbers reach the history and dvclive: both end up in JSON (allow_nan=False)
-        values = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
-        if not values:
-            return
-        history.append((at, values))
-        if log is not None and info.is_main:
-            log(at, values)
-
-    def evaluate_dev(at: int) -> None:
-        nonlocal best_score, best_step, best_dev, best_state
-        # fp32, TF32 off, whatever the training precision (the card selected on fp32 scores)
-        scores = dev_scores(encoder, dev, pad_id=pad_id, batch_size=settings.eval_batch_size, device=device)
-        dev_history.append({"step": at, **scores})
-        record(at, {f"dev/{k}": v for k, v in scores.items()})
-        score = scores[selection]
-        if score is not None and score > best_score:  # strictly better, as the card's code; None never wins
-            best_score, best_step, best_dev = score, at, scores
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in encoder.backbone.state_dict().items()}
-
-    def save_state(rng: list[dict]) -> None:
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_torch_save({
-            "fingerprint": fingerprint_value, "resume_key": resume_key, "settings": asdict(settings),
-            "step": step, "model": encoder.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {},
-            "rng": rng, "best_score": best_score, "best_step": best_step, "best_dev": best_dev,
-            "best_state": best_state, "dev_history": dev_history, "history": history,
-            "loss_sum": loss_sum.detach().cpu(), "loss_count": loss_count, "setting_changes": setting_changes,
-        }, state_path)
-
-    watch = LossWatch(device)
-
-    def stop_if_nonfinite() -> None:
-        found = watch.first(info)
-        if found is None:
-            return
-        if on_disk is not None and info.is_main:  # lets a rerun with changed settings resume this state
-            write_json(nonfinite_marker(state_path), {"checkpoint_step": on_disk[0], "fingerprint": on_disk[1],
-                                                      "nonfinite_step": found[0]})
-        raise _nonfinite_error(seed=seed, step=found[0], loss=found[1], total_steps=total_steps,
-                               state_path=state_path, checkpoint_step=on_disk[0] if on_disk else None,
-                               checkpoint_steps=settings.checkpoint_steps)
-
-    orders: dict[int, np.ndarray] = {}
-
-    def batch_at(at: int) -> Batch:
-        epoch, in_epoch = divmod(at, per_epoch)
-        if epoch not in orders:
-            orders.clear()
-            orders[epoch] = epoch_order(n, seed, epoch)
-        idx = batch_indices(orders[epoch], in_epoch, settings.batch_size, info)
-        return prepare_batch([col.rows(idx) for col in columns], pad_id=pad_id, pin=device.type == "cuda")
-
-    # On CUDA the next batch is collated (and pinned) on a thread while the GPU runs this one.
-    prefetch = ThreadPoolExecutor(max_workers=1) if device.type == "cuda" else None
-    upcoming = prefetch.submit(batch_at, step) if prefetch and step < total_steps else None
-
-    encoder.train()
-    bar = tqdm(total=total_steps, initial=step, desc=f"train seed {seed}", unit="step",
-               disable=not (progress and info.is_main))
-    try:
-        while step < total_steps:
-            if upcoming is not None:
-                batch = upcoming.result()
-                upcoming = prefetch.submit(batch_at, step + 1) if step + 1 < total_steps else None
-            else:
-                batch = batch_at(step)
-            lr_now = scheduler.get_last_lr()[0]
-            loss = batch_loss(forward, batch, temp=settings.temp, hard_negative_weight=settings.hard_negative_weight,
-                              info=info, device=device, amp_dtype=amp_dtype)
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-            optimizer_step(optimizer, scaler, encoder.parameters(), settings.max_grad_norm)
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            step += 1
-            loss_sum += loss.detach()
-            loss_count += 1
-            watch.update(loss, step)
-            at_log = step % settings.log_steps == 0 or step == total_steps
-            at_eval = step % settings.eval_steps == 0 or step == total_steps
-            at_checkpoint = step % settings.checkpoint_steps == 0
-            if at_log or at_eval or at_checkpoint:
-                stop_if_nonfinite()  # where the loop syncs anyway, and before any checkpoint is written
-            values = {"train/lr": lr_now}
-            if at_log:
-                # the only host sync of a training step, and only on logging steps
-                mean_loss = float(D.mean_across(loss_sum / loss_count, info))
-                values["train/loss"] = mean_loss
-                loss_sum.zero_()
-                loss_count = 0
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr_now:.2e}")
-            record(step, values)
-            if at_eval:
-                evaluate_dev(step)
-                encoder.train()
-            bar.update(1)
-            if at_checkpoint and step < total_steps:
-                rng = D.gather_objects(_rng_state(), info)  # every process's stream, each resumed as its own
-                if info.is_main:
-                    save_state(rng)
-                    on_disk = (step, fingerprint_value)
-            if at_checkpoint:
-                D.barrier(info)
-    finally:
-        bar.close()
-        if prefetch is not None:
-            prefetch.shutdown()
-
-    no_finite_dev = best_state is None
-    if no_finite_dev:  # no evaluation gave a finite score: keep the last step rather than fail after training
-        best_step, best_dev = step, {}
-        if info.is_main:
-            print(f"warning: seed {seed}: no finite KorSTS dev {selection} at any evaluation; keeping the last "
-                  f"step ({step})", flush=True)
-    if info.is_main:
-        if best_state is not None:
-            encoder.backbone.load_state_dict(best_state)
-        save_model(encoder, tokenizer, out_dir, max_len=settings.max_len)
-    D.barrier(info)
-    return TrainResult(selected_step=best_step, best_dev=best_dev, total_steps=total_steps,
-                       dev_history=dev_history, history=history, resumed_from=resumed_from,
-                       wall_seconds=time.perf_counter() - start_time, setting_changes=setting_changes,
+    file = StateFile(state_path, fingerprint_value, resume_key)
+    run = setup(settings, seed=seed, model_dir=model_dir, rows=len(columns[0]), device=device, info=info)
+    state = resume(run, file, replay=replay)
+    train_loop(run, state, columns=columns, dev=dev, file=file, log=log, progress=progress)
+    selected_step, best_dev, no_finite_dev = select(state)
+    if no_finite_dev and info.is_main:
+        print(f"warning: seed {seed}: no finite KorSTS dev {SELECTION[settings.recipe]} at any evaluation; "
+              f"keeping the last step ({state.step})", flush=True)
+    save_selected(run, state, out_dir)
+    return TrainResult(selected_step=selected_step, best_dev=best_dev, total_steps=run.total_steps,
+                       dev_history=state.dev_history, history=state.history, resumed_from=state.resumed_from,
+                       wall_seconds=time.perf_counter() - start_time, setting_changes=state.setting_changes,
                        no_finite_dev=no_finite_dev)

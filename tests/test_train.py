@@ -444,3 +444,90 @@ def test_non_finite_loss_stops_and_a_changed_lr_resumes_from_the_last_checkpoint
     lrs_logged = [values["train/lr"] for _, values in resumed.history if "train/lr" in values]
     assert lrs_logged == pytest.approx([1e-3, 0, 1e-3, 0, 5e-4, 0, 5e-4, 0], abs=1e-12)
     assert (tmp_path / "c" / "model.safetensors").is_file()
+
+
+# --- the loop's named steps, each on its own -----------------------------------------
+
+def test_selection_takes_only_a_strictly_better_score_and_never_none():
+    from pipeline.train import LoopState, consider
+
+    loop, kept = LoopState(), []
+
+    def weights(at):
+        return lambda: kept.append(at) or {"w": torch.tensor([float(at)])}
+
+    picks = [consider(loop, at, {"cosine_pearson": score, "cosine_spearman": 0.0}, "cosine_pearson", weights(at))
+             for at, score in ((1, None), (2, 10.0), (3, 10.0), (4, 9.0), (5, None), (6, 11.5))]
+    assert picks == [False, True, False, False, False, True]  # a tie (step 3) keeps the earlier step
+    assert (loop.best_step, loop.best_score, kept) == (6, 11.5, [2, 6])  # weights copied only when selected
+    assert loop.best_dev == {"cosine_pearson": 11.5, "cosine_spearman": 0.0} and loop.best_state["w"].item() == 6
+
+
+def test_select_keeps_the_last_step_when_no_evaluation_was_finite():
+    from pipeline.train import LoopState, consider, select
+
+    loop = LoopState(step=8)
+    for at in (3, 6, 8):
+        consider(loop, at, {"cosine_spearman": None}, "cosine_spearman", lambda: {})
+    assert select(loop) == (8, {}, True)
+    consider(loop, 9, {"cosine_spearman": -50.0}, "cosine_spearman", lambda: {})  # any finite score beats -inf
+    assert select(loop) == (9, {"cosine_spearman": -50.0}, False)
+
+
+def test_stop_if_nonfinite_marks_the_state_on_disk_and_raises(tmp_path):
+    from pipeline.train import LoopState, StateFile, stop_if_nonfinite
+
+    file = StateFile(tmp_path / "state.pt", "fp")
+    watch = LossWatch(torch.device("cpu"))
+    common = dict(seed=4, total_steps=10, checkpoint_steps=5, info=D.DistInfo())
+    watch.update(torch.tensor(1.0), 1)
+    stop_if_nonfinite(watch, LoopState(on_disk=(5, "fp")), file, **common)  # all finite: nothing happens
+    assert not nonfinite_marker(file.path).exists()
+    watch.update(torch.tensor(float("inf")), 7)
+    with pytest.raises(NonFiniteLoss, match=r"\(inf\) at step 7 of 10; the checkpoint of step 5 is kept") as caught:
+        stop_if_nonfinite(watch, LoopState(on_disk=(5, "fp")), file, **common)
+    assert caught.value.step == 7
+    assert json.loads(nonfinite_marker(file.path).read_text()) == \
+        {"checkpoint_step": 5, "fingerprint": "fp", "nonfinite_step": 7}
+    nonfinite_marker(file.path).unlink()
+    with pytest.raises(NonFiniteLoss, match="no checkpoint of this run yet"):  # nothing on disk: nothing marked
+        stop_if_nonfinite(watch, LoopState(), file, **common)
+    assert not nonfinite_marker(file.path).exists()
+
+
+#: the state file's keys, as every version so far wrote them (older states must keep resuming)
+STATE_KEYS = {"fingerprint", "resume_key", "settings", "step", "model", "optimizer", "scheduler", "scaler", "rng",
+              "best_score", "best_step", "best_dev", "best_state", "dev_history", "history", "loss_sum",
+              "loss_count", "setting_changes"}
+
+
+def test_checkpoint_round_trip_keeps_the_file_format_and_the_loop(tiny, tmp_path):
+    from pipeline.train import LoopState, StateFile, _rng_state, restore_checkpoint, save_checkpoint, setup
+
+    settings = _settings(recipe="card")
+    run = setup(settings, seed=1, model_dir=tiny, rows=40, device=torch.device("cpu"), info=D.DistInfo())
+    loop = LoopState(step=2, best_score=12.5, best_step=2, best_dev={"cosine_pearson": 12.5},
+                     best_state={"w": torch.arange(3.0)}, dev_history=[{"step": 2, "cosine_pearson": 12.5}],
+                     history=[(1, {"train/lr": 1e-3}), (2, {"train/loss": 2.0})], loss_sum=torch.tensor(3.5),
+                     loss_count=1, setting_changes=[{"from_step": 1}])
+    file = StateFile(tmp_path / "sub" / "state.pt", "fp", "key")
+    save_checkpoint(run, loop, file, [_rng_state()])
+    state = torch.load(file.path, weights_only=True)
+    assert set(state) == STATE_KEYS and (state["fingerprint"], state["resume_key"], state["step"]) == ("fp", "key", 2)
+    expected_rng = torch.rand(4)  # the draws after the save, which a resume must repeat
+    fresh = setup(settings, seed=1, model_dir=tiny, rows=40, device=torch.device("cpu"), info=D.DistInfo())
+    with torch.no_grad():
+        next(fresh.encoder.parameters()).add_(1.0)  # the restore must overwrite the weights
+    torch.rand(10)  # and move the torch stream back to where it was saved
+    restored = restore_checkpoint(fresh, state, None)
+    assert torch.equal(torch.rand(4), expected_rng)
+    for a, b in zip(run.encoder.state_dict().values(), fresh.encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    assert (restored.step, restored.best_score, restored.best_step, restored.best_dev, restored.dev_history,
+            restored.history, restored.loss_count, restored.setting_changes, restored.resumed_from,
+            restored.on_disk) == (2, 12.5, 2, {"cosine_pearson": 12.5}, loop.dev_history, loop.history, 1,
+                                  [{"from_step": 1}], 2, (2, "fp"))
+    assert torch.equal(restored.best_state["w"], torch.arange(3.0)) and restored.loss_sum.item() == 3.5
+    # states written before settings changes were recorded lack the key: they resume with none
+    del state["setting_changes"]
+    assert restore_checkpoint(fresh, state, None).setting_changes == []
