@@ -753,8 +753,15 @@ def train_step(run: Run, batch: Batch) -> tuple[torch.Tensor, float]:
 
 def train_loop(run: Run, state: LoopState, *, columns: Sequence[TokenColumn], dev: DevSet, file: StateFile,
          log: Callable | None, progress: bool) -> None:
-    """Train from ``state.step`` to the last step: log, score dev, watch the loss and checkpoint on schedule."""
+    """Train from ``state.step`` to the last step: log, score dev, watch the loss and checkpoint on schedule.
+
+    Logged per step: ``train/lr``, the learning rate that step's update used; per logging step:
+    ``train/loss``, the mean loss since the previous one. The progress bar shows that loss and
+    ``lr_max``, the highest rate used since its previous update (the card's schedule alternates
+    lr, 0 and logging steps are even, so the logging step's own rate would always read 0).
+    """
     settings, info, total = run.settings, run.info, run.total_steps
+    lr_max = 0.0  # for the bar: the highest rate since its last update (display only, not checkpointed)
     watch = LossWatch(run.device)
     stream = batches(batch_source(run, columns), state.step, total, threaded=run.device.type == "cuda")
     run.encoder.train()
@@ -767,6 +774,7 @@ def train_loop(run: Run, state: LoopState, *, columns: Sequence[TokenColumn], de
             step = state.step
             state.loss_sum += loss.detach()
             state.loss_count += 1
+            lr_max = max(lr_max, lr_now)
             watch.update(loss, step)
             at_log = step % settings.log_steps == 0 or step == total
             at_eval = step % settings.eval_steps == 0 or step == total
@@ -781,7 +789,8 @@ def train_loop(run: Run, state: LoopState, *, columns: Sequence[TokenColumn], de
                 values["train/loss"] = mean_loss
                 state.loss_sum.zero_()
                 state.loss_count = 0
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr_now:.2e}")
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr_max=f"{lr_max:.2e}")
+                lr_max = 0.0
             record(state, step, values, log=log, info=info)
             if at_eval:
                 evaluate(run, state, step, dev, log=log)

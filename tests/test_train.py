@@ -584,3 +584,55 @@ def test_step_0_evaluation_leaves_the_trained_weights_unchanged(tiny, tmp_path, 
     assert [h["step"] for h in with_step_0.dev_history] == [0, 8] and [h["step"] for h in without.dev_history] == [8]
     assert (tmp_path / "with" / "model.safetensors").read_bytes() == \
         (tmp_path / "without" / "model.safetensors").read_bytes()
+
+
+# --- the progress bar's learning rate --------------------------------------------------
+
+def test_the_progress_bar_shows_the_highest_lr_since_its_last_update(tiny, tmp_path, monkeypatch):
+    """Under the card's schedule (lr, 0, lr, 0 ...) every logging step (even) used lr 0: the bar shows the
+    highest rate since its previous update instead; dvclive's train/lr stays each step's own rate."""
+    import pipeline.train as T
+
+    postfixes = []
+
+    class Bar:  # tqdm's interface as the loop uses it, recording the postfixes
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def set_postfix(self, **values):
+            postfixes.append(values)
+
+        def update(self, n):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(T, "tqdm", Bar)
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    logged = []
+    train_seed(_settings(recipe="card", log_steps=2, lr=1e-3), seed=1, model_dir=tiny, columns=columns, dev=dev,
+               out_dir=tmp_path / "out", state_path=tmp_path / "state.pt", fingerprint_value="f",
+               device=torch.device("cpu"), log=lambda step, values: logged.append((step, values)))
+    assert [p["lr_max"] for p in postfixes] == ["1.00e-03"] * 4  # logging steps 2, 4, 6, 8
+    lr_series = [(step, values["train/lr"]) for step, values in logged if "train/lr" in values]
+    assert lr_series == [(k, 1e-3 if k % 2 else 0.0) for k in range(1, 9)]  # step k's update's own rate
+
+
+def test_the_bar_lr_restarts_at_each_update(tiny, tmp_path, monkeypatch):
+    """simcse's linear decay over 8 steps, bar updates every 3: each shows the first (highest) rate of its
+    own three steps, not a maximum carried over from earlier ones."""
+    import pipeline.train as T
+
+    postfixes = []
+    monkeypatch.setattr(T, "tqdm", lambda *a, **k: type("B", (), {
+        "set_postfix": lambda self, **v: postfixes.append(v), "update": lambda self, n: None,
+        "close": lambda self: None})())
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    train_seed(_settings(log_steps=3, lr=8e-3), seed=1, model_dir=tiny, columns=columns, dev=dev,
+               out_dir=tmp_path / "out", state_path=tmp_path / "state.pt", fingerprint_value="f",
+               device=torch.device("cpu"))
+    # steps 1..8 use 8e-3 * (8 - k + 1) / 8: updates at 3 (steps 1-3), 6 (4-6) and 8 (7-8)
+    assert [p["lr_max"] for p in postfixes] == ["8.00e-03", "5.00e-03", "2.00e-03"]
