@@ -636,3 +636,22 @@ def test_the_bar_lr_restarts_at_each_update(tiny, tmp_path, monkeypatch):
                device=torch.device("cpu"))
     # steps 1..8 use 8e-3 * (8 - k + 1) / 8: updates at 3 (steps 1-3), 6 (4-6) and 8 (7-8)
     assert [p["lr_max"] for p in postfixes] == ["8.00e-03", "5.00e-03", "2.00e-03"]
+
+
+def test_threaded_batches_are_the_same_batches_collated_on_a_worker_thread():
+    """CUDA runs collate the next batch on a thread (CPU runs, the tests, do not): same batches, same order."""
+    import threading
+
+    from pipeline.train import batches
+
+    def batch_at(at):
+        return at, threading.current_thread() is threading.main_thread()
+
+    assert list(batches(batch_at, 2, 6, threaded=False)) == [(2, True), (3, True), (4, True), (5, True)]
+    assert list(batches(batch_at, 2, 6, threaded=True)) == [(2, False), (3, False), (4, False), (5, False)]
+    assert list(batches(batch_at, 6, 6, threaded=True)) == []  # resumed at the last step: nothing left
+    stream = batches(batch_at, 0, 100, threaded=True)
+    assert next(stream) == (0, False)
+    before = threading.active_count()
+    stream.close()  # as after a non-finite loss: the prefetch thread is stopped, not left running
+    assert threading.active_count() == before - 1
