@@ -661,7 +661,8 @@ def record(loop: LoopState, at: int, values: dict[str, float | None], *, log: Ca
 def consider(loop: LoopState, at: int, scores: dict[str, float | None], selection: str,
              weights: Callable[[], dict[str, torch.Tensor]]) -> bool:
     """Select step ``at`` if its ``selection`` score is strictly better than the best so far (as the card's
-    code: a tie keeps the earlier step); a ``None`` score never wins.
+    code: a tie keeps the earlier step); a ``None`` score never wins, nor does step 0 (the untrained
+    model, scored for the curves only: the card's code could not select it).
 
     Args:
         weights: returns CPU copies of the weights to keep; called only when ``at`` is selected.
@@ -670,7 +671,7 @@ def consider(loop: LoopState, at: int, scores: dict[str, float | None], selectio
         whether ``at`` is now the selected step.
     """
     score = scores[selection]
-    if score is None or not score > loop.best_score:
+    if at < 1 or score is None or not score > loop.best_score:
         return False
     loop.best_score, loop.best_step, loop.best_dev = score, at, scores
     loop.best_state = weights()
@@ -752,8 +753,15 @@ def train_step(run: Run, batch: Batch) -> tuple[torch.Tensor, float]:
 
 def train_loop(run: Run, state: LoopState, *, columns: Sequence[TokenColumn], dev: DevSet, file: StateFile,
          log: Callable | None, progress: bool) -> None:
-    """Train from ``state.step`` to the last step: log, score dev, watch the loss and checkpoint on schedule."""
+    """Train from ``state.step`` to the last step: log, score dev, watch the loss and checkpoint on schedule.
+
+    Logged per step: ``train/lr``, the learning rate that step's update used; per logging step:
+    ``train/loss``, the mean loss since the previous one. The progress bar shows that loss and
+    ``lr_max``, the highest rate used since its previous update (the card's schedule alternates
+    lr, 0 and logging steps are even, so the logging step's own rate would always read 0).
+    """
     settings, info, total = run.settings, run.info, run.total_steps
+    lr_max = 0.0  # for the bar: the highest rate since its last update (display only, not checkpointed)
     watch = LossWatch(run.device)
     stream = batches(batch_source(run, columns), state.step, total, threaded=run.device.type == "cuda")
     run.encoder.train()
@@ -766,6 +774,7 @@ def train_loop(run: Run, state: LoopState, *, columns: Sequence[TokenColumn], de
             step = state.step
             state.loss_sum += loss.detach()
             state.loss_count += 1
+            lr_max = max(lr_max, lr_now)
             watch.update(loss, step)
             at_log = step % settings.log_steps == 0 or step == total
             at_eval = step % settings.eval_steps == 0 or step == total
@@ -780,7 +789,8 @@ def train_loop(run: Run, state: LoopState, *, columns: Sequence[TokenColumn], de
                 values["train/loss"] = mean_loss
                 state.loss_sum.zero_()
                 state.loss_count = 0
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr_now:.2e}")
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr_max=f"{lr_max:.2e}")
+                lr_max = 0.0
             record(state, step, values, log=log, info=info)
             if at_eval:
                 evaluate(run, state, step, dev, log=log)
@@ -842,7 +852,8 @@ def train_seed(
         model_dir: local base model folder (safetensors).
         columns: one :class:`TokenColumn` (unsupervised: each sentence is its own
             positive) or three (anchor, positive, hard negative).
-        dev: pre-tokenized KorSTS dev pairs, scored every ``eval_steps`` and at the end.
+        dev: pre-tokenized KorSTS dev pairs, scored before training (step 0, recorded but never
+            selected; not again on resuming), every ``eval_steps`` and at the end.
         out_dir: where the selected model is saved (HF + sentence-transformers).
         state_path: the resumable checkpoint, written every ``checkpoint_steps``;
             if it exists with the same ``fingerprint_value`` training resumes from it.
@@ -864,6 +875,8 @@ def train_seed(
     file = StateFile(state_path, fingerprint_value, resume_key)
     run = setup(settings, seed=seed, model_dir=model_dir, rows=len(columns[0]), device=device, info=info)
     state = resume(run, file, replay=replay)
+    if state.step == 0:  # the untrained model's dev score: the curves' start, never selected (see consider)
+        evaluate(run, state, 0, dev, log=log)
     train_loop(run, state, columns=columns, dev=dev, file=file, log=log, progress=progress)
     selected_step, best_dev, no_finite_dev = select(state)
     if no_finite_dev and info.is_main:

@@ -176,7 +176,7 @@ def test_the_train_stage_on_two_nodes_trains_the_one_process_model(inputs, tmp_p
     assert (one["processes"], two["processes"]) == (1, 2)
     assert two["total_steps"] == one["total_steps"] == 8
     assert two["selected_step"] == one["selected_step"]
-    assert [h["step"] for h in two["dev_history"]] == [h["step"] for h in one["dev_history"]] == [5, 8]
+    assert [h["step"] for h in two["dev_history"]] == [h["step"] for h in one["dev_history"]] == [0, 5, 8]
     for a, b in zip(one["dev_history"], two["dev_history"]):
         for column in ("cosine_pearson", "cosine_spearman"):
             assert b[column] == pytest.approx(a[column], abs=1e-3)

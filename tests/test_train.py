@@ -173,8 +173,10 @@ def test_short_training_run_saves_the_selected_checkpoint(tiny, tmp_path):
                         state_path=tmp_path / "state.pt", fingerprint_value="f", device=torch.device("cpu"),
                         log=lambda step, values: logged.append((step, values)), progress=False)
     assert result.total_steps == math.ceil(len(SENTENCES) / 16) == 8
-    assert [h["step"] for h in result.dev_history] == [3, 6, 8]
-    best = max(result.dev_history, key=lambda h: h["cosine_spearman"])
+    # step 0: the untrained model, scored before training (recorded and logged, never selected)
+    assert [h["step"] for h in result.dev_history] == [0, 3, 6, 8]
+    assert [s for s, v in logged if "dev/cosine_pearson" in v] == [0, 3, 6, 8]
+    best = max(result.dev_history[1:], key=lambda h: h["cosine_spearman"])
     assert result.selected_step == best["step"]
     assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "modules.json").is_file()
     assert [s for s, v in logged if "train/loss" in v] == [2, 4, 6, 8]
@@ -261,7 +263,7 @@ def test_dev_scoring_runs_in_fp32_whatever_the_training_precision(tiny, tmp_path
     result = train_seed(_settings(precision=precision), seed=1, model_dir=tiny, columns=columns, dev=dev,
                         out_dir=tmp_path / "out", state_path=tmp_path / "state.pt", fingerprint_value="f",
                         device=torch.device("cpu"), progress=False)
-    assert len(seen) == len(result.dev_history) == 3
+    assert len(seen) == len(result.dev_history) == 4  # steps 0, 3, 6, 8
     assert all(dtype is None and flags == (False, False, "highest") for dtype, flags in seen)
     assert _tf32_flags() == tf32_on  # training's own settings are back after each evaluation
 
@@ -342,13 +344,13 @@ def _dev_embeddings(monkeypatch, bad: dict[int, str]) -> None:
 def test_non_finite_dev_scores_are_null_and_never_selected(tiny, tmp_path, monkeypatch):
     _, tokenizer = load_encoder(tiny)
     columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
-    _dev_embeddings(monkeypatch, {1: "const", 2: "nan"})  # steps 3 and 6; step 8 scores normally
+    _dev_embeddings(monkeypatch, {2: "const", 3: "nan"})  # steps 3 and 6; steps 0 and 8 score normally
     result = train_seed(_settings(), seed=1, model_dir=tiny, columns=columns, dev=dev, out_dir=tmp_path / "out",
                         state_path=tmp_path / "state.pt", fingerprint_value="f", device=torch.device("cpu"),
                         progress=False)
-    assert result.dev_history[:2] == [{"step": 3, "cosine_pearson": None, "cosine_spearman": None},
+    assert result.dev_history[1:3] == [{"step": 3, "cosine_pearson": None, "cosine_spearman": None},
                                       {"step": 6, "cosine_pearson": None, "cosine_spearman": None}]
-    last = result.dev_history[2]
+    last = result.dev_history[3]
     assert last["step"] == 8 and all(isinstance(last[k], float) for k in ("cosine_pearson", "cosine_spearman"))
     assert result.selected_step == 8 and result.best_dev == {k: v for k, v in last.items() if k != "step"}
     assert not result.no_finite_dev
@@ -364,10 +366,12 @@ def test_no_finite_dev_score_keeps_the_last_step(tiny, tmp_path, monkeypatch):
     # reference: scored only at the end, so the saved model is the last step's weights
     last_only = train_seed(_settings(eval_steps=100), out_dir=tmp_path / "last", **common)
     assert last_only.selected_step == 8
-    _dev_embeddings(monkeypatch, {1: "nan", 2: "nan", 3: "nan"})
+    _dev_embeddings(monkeypatch, {2: "nan", 3: "nan", 4: "nan"})  # step 0's finite score does not count
     result = train_seed(_settings(), out_dir=tmp_path / "out", **common)
     assert result.no_finite_dev and result.selected_step == result.total_steps == 8 and result.best_dev == {}
-    assert [h["cosine_spearman"] for h in result.dev_history] == [None, None, None]
+    assert [h["step"] for h in result.dev_history] == [0, 3, 6, 8]
+    assert isinstance(result.dev_history[0]["cosine_spearman"], float)
+    assert [h["cosine_spearman"] for h in result.dev_history[1:]] == [None, None, None]
     assert (tmp_path / "out" / "model.safetensors").read_bytes() == \
         (tmp_path / "last" / "model.safetensors").read_bytes()
 
@@ -531,3 +535,123 @@ def test_checkpoint_round_trip_keeps_the_file_format_and_the_loop(tiny, tmp_path
     # states written before settings changes were recorded lack the key: they resume with none
     del state["setting_changes"]
     assert restore_checkpoint(fresh, state, None).setting_changes == []
+
+
+# --- step 0: the untrained model's dev score -------------------------------------------
+
+def test_a_step_0_score_that_beats_every_later_one_is_recorded_but_not_selected(tiny, tmp_path, monkeypatch):
+    import pipeline.train as T
+
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    scripted = iter([99.0, 10.0, 20.0, 15.0])  # steps 0, 3, 6, 8: step 0 is best, step 6 the best trained
+
+    def dev_scores(*args, **kwargs):
+        value = next(scripted)
+        return {"cosine_pearson": value, "cosine_spearman": value}
+
+    monkeypatch.setattr(T, "dev_scores", dev_scores)
+    logged = []
+    result = train_seed(_settings(), seed=1, model_dir=tiny, columns=columns, dev=dev, out_dir=tmp_path / "out",
+                        state_path=tmp_path / "state.pt", fingerprint_value="f", device=torch.device("cpu"),
+                        log=lambda step, values: logged.append((step, values)), progress=False)
+    assert result.dev_history[0] == {"step": 0, "cosine_pearson": 99.0, "cosine_spearman": 99.0}
+    assert logged[0] == (0, {"dev/cosine_pearson": 99.0, "dev/cosine_spearman": 99.0}) == result.history[0]
+    assert result.selected_step == 6 and result.best_dev == {"cosine_pearson": 20.0, "cosine_spearman": 20.0}
+
+
+def test_consider_never_selects_step_0():
+    from pipeline.train import LoopState, consider
+
+    loop = LoopState()
+    assert not consider(loop, 0, {"cosine_pearson": 99.0}, "cosine_pearson", lambda: {})
+    assert loop.best_state is None and loop.best_step == 0 and loop.best_score == -math.inf
+
+
+def test_step_0_evaluation_leaves_the_trained_weights_unchanged(tiny, tmp_path, monkeypatch):
+    """Scoring dev before training must not draw from the random streams training uses (dropout is on)."""
+    import pipeline.train as T
+
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    common = dict(seed=1, model_dir=tiny, columns=columns, dev=dev, state_path=tmp_path / "state.pt",
+                  fingerprint_value="f", device=torch.device("cpu"), progress=False)
+    settings = _settings(eval_steps=100, dropout=0.3)  # scored at 0 and 8 only: the saved model is step 8's
+    with_step_0 = train_seed(settings, out_dir=tmp_path / "with", **common)
+    real = T.evaluate
+    monkeypatch.setattr(T, "evaluate", lambda run, loop, at, *a, **k: None if at == 0 else real(run, loop, at, *a, **k))
+    without = train_seed(settings, out_dir=tmp_path / "without", **common)
+    assert [h["step"] for h in with_step_0.dev_history] == [0, 8] and [h["step"] for h in without.dev_history] == [8]
+    assert (tmp_path / "with" / "model.safetensors").read_bytes() == \
+        (tmp_path / "without" / "model.safetensors").read_bytes()
+
+
+# --- the progress bar's learning rate --------------------------------------------------
+
+def test_the_progress_bar_shows_the_highest_lr_since_its_last_update(tiny, tmp_path, monkeypatch):
+    """Under the card's schedule (lr, 0, lr, 0 ...) every logging step (even) used lr 0: the bar shows the
+    highest rate since its previous update instead; dvclive's train/lr stays each step's own rate."""
+    import pipeline.train as T
+
+    postfixes = []
+
+    class Bar:  # tqdm's interface as the loop uses it, recording the postfixes
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def set_postfix(self, **values):
+            postfixes.append(values)
+
+        def update(self, n):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(T, "tqdm", Bar)
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    logged = []
+    train_seed(_settings(recipe="card", log_steps=2, lr=1e-3), seed=1, model_dir=tiny, columns=columns, dev=dev,
+               out_dir=tmp_path / "out", state_path=tmp_path / "state.pt", fingerprint_value="f",
+               device=torch.device("cpu"), log=lambda step, values: logged.append((step, values)))
+    assert [p["lr_max"] for p in postfixes] == ["1.00e-03"] * 4  # logging steps 2, 4, 6, 8
+    lr_series = [(step, values["train/lr"]) for step, values in logged if "train/lr" in values]
+    assert lr_series == [(k, 1e-3 if k % 2 else 0.0) for k in range(1, 9)]  # step k's update's own rate
+
+
+def test_the_bar_lr_restarts_at_each_update(tiny, tmp_path, monkeypatch):
+    """simcse's linear decay over 8 steps, bar updates every 3: each shows the first (highest) rate of its
+    own three steps, not a maximum carried over from earlier ones."""
+    import pipeline.train as T
+
+    postfixes = []
+    monkeypatch.setattr(T, "tqdm", lambda *a, **k: type("B", (), {
+        "set_postfix": lambda self, **v: postfixes.append(v), "update": lambda self, n: None,
+        "close": lambda self: None})())
+    _, tokenizer = load_encoder(tiny)
+    columns, dev = _columns(tmp_path / "tok", tokenizer, SENTENCES)
+    train_seed(_settings(log_steps=3, lr=8e-3), seed=1, model_dir=tiny, columns=columns, dev=dev,
+               out_dir=tmp_path / "out", state_path=tmp_path / "state.pt", fingerprint_value="f",
+               device=torch.device("cpu"))
+    # steps 1..8 use 8e-3 * (8 - k + 1) / 8: updates at 3 (steps 1-3), 6 (4-6) and 8 (7-8)
+    assert [p["lr_max"] for p in postfixes] == ["8.00e-03", "5.00e-03", "2.00e-03"]
+
+
+def test_threaded_batches_are_the_same_batches_collated_on_a_worker_thread():
+    """CUDA runs collate the next batch on a thread (CPU runs, the tests, do not): same batches, same order."""
+    import threading
+
+    from pipeline.train import batches
+
+    def batch_at(at):
+        return at, threading.current_thread() is threading.main_thread()
+
+    assert list(batches(batch_at, 2, 6, threaded=False)) == [(2, True), (3, True), (4, True), (5, True)]
+    assert list(batches(batch_at, 2, 6, threaded=True)) == [(2, False), (3, False), (4, False), (5, False)]
+    assert list(batches(batch_at, 6, 6, threaded=True)) == []  # resumed at the last step: nothing left
+    stream = batches(batch_at, 0, 100, threaded=True)
+    assert next(stream) == (0, False)
+    before = threading.active_count()
+    stream.close()  # as after a non-finite loss: the prefetch thread is stopped, not left running
+    assert threading.active_count() == before - 1
