@@ -25,8 +25,8 @@ from typing import Sequence
 from pipeline import distributed as D
 from pipeline.atomic import atomic_dir, dumps_json, write_json
 from pipeline.errors import UserError
-from pipeline.train import (SELECTION, DevSet, NonFiniteLoss, TrainSettings, nonfinite_marker, run_fingerprints,
-                            train_seed)
+from pipeline.train import (SELECTION, DevSet, NonFiniteLoss, TrainSettings, executed_settings, nonfinite_marker,
+                            run_fingerprints, train_seed)
 
 
 def check_training_inputs(*, model: str, max_len: int, tokens: Path, models: Path) -> tuple[Path, dict, dict]:
@@ -152,6 +152,7 @@ def train_variant(
                        "weights_sha256": base_record["files"].get("model.safetensors")},
         "seeds": list(seeds), "processes": info.world, "device": str(device.type),
         "environment": environment(), "data": meta["data_manifest"],
+        "executed": executed_settings(settings.precision, settings.deterministic, device),
     }
     dumps_json({**common, "config": record_config})  # not JSON-serialisable: fail now, not after training
 

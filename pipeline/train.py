@@ -470,6 +470,15 @@ def autocast_dtype(precision: str, device: torch.device):
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+def executed_settings(precision: str, deterministic: bool, device: torch.device) -> dict:
+    """What a run executed, as reports show it beside the requested params: the autocast precision
+    (``fp32`` when :func:`autocast_dtype` gives none, as on CPU) and whether kernels were deterministic
+    (CPU kernels are, whatever the param says)."""
+    dtype = autocast_dtype(precision, device)
+    name = "fp32" if dtype is None else ("bf16" if dtype is torch.bfloat16 else "fp16")
+    return {"precision": name, "deterministic": bool(deterministic) or device.type == "cpu"}
+
+
 def _describe_changes(changes: dict) -> str:
     return ", ".join(f"{k} {v['before']} -> {v['after']}" for k, v in changes["changed"].items())
 
