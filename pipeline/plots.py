@@ -54,14 +54,14 @@ def training_curves(path: Path, title: str, runs: Mapping[str, Mapping[str, Sequ
             ax_loss.plot(steps, values, color=color, lw=1.2, label=label)
         if series.get("lr"):
             steps, values = zip(*series["lr"])
-            if alternates(values):  # lr, 0, lr, 0: a connecting line would fill the panel solid
-                ax_lr.plot(steps, values, color=color, ls="none", marker=".", ms=3, label=f"{label} (alternates)")
+            if oscillates(values):  # a connecting line would fill the panel solid
+                ax_lr.plot(steps, values, color=color, ls="none", marker=".", ms=4, label=label)
                 alternating = True
             else:
                 ax_lr.plot(steps, values, color=color, lw=0.8, marker=".", ms=2, label=label)
     if alternating:
-        ax_lr.set_title("learning rate alternates lr, 0, lr, 0 (the card's per-batch CosineAnnealingLR): dots, "
-                        "not a line", fontsize=9)
+        ax_lr.set_title("the learning rate changes direction every step or two (the card's per-batch "
+                        "CosineAnnealingLR): one dot per step, no line", fontsize=9)
     ax_loss.set_ylabel("contrastive loss (nats)")
     ax_loss.set_title(title)
     ax_lr.set_ylabel("learning rate")
@@ -73,11 +73,13 @@ def training_curves(path: Path, title: str, runs: Mapping[str, Mapping[str, Sequ
     return _save(fig, path)
 
 
-def alternates(values: Sequence[float]) -> bool:
-    """True if a learning-rate series drops to 0 on at least a third of its steps after a nonzero one
-    (the card's schedule: lr and 0 in turn)."""
-    drops = sum(1 for a, b in zip(values, values[1:]) if a > 0 and b == 0)
-    return len(values) >= 4 and drops >= len(values) / 3
+def oscillates(values: Sequence[float]) -> bool:
+    """True if a learning-rate series turns (falls then rises, or back) on at least a quarter of its
+    steps: the card's per-batch ``CosineAnnealingLR(T_max=epochs)`` gives lr, 0, lr, 0 (lr, lr/2, 0, lr/2
+    with two epochs), which a connecting line turns into a solid block."""
+    diffs = [b - a for a, b in zip(values, values[1:]) if b != a]
+    turns = sum(1 for a, b in zip(diffs, diffs[1:]) if (a > 0) != (b > 0))
+    return len(values) >= 8 and turns >= len(values) / 4
 
 
 def dev_curve(path: Path, title: str, runs: Mapping[str, tuple[Mapping | None, Sequence[Mapping[str, float]],
