@@ -442,7 +442,7 @@ def executed(training: dict) -> dict:
         return training["executed"]
     import torch
 
-    from pipeline.train import executed_settings
+    from pipeline.devices import executed_settings
 
     cfg = training.get("config", {})
     return executed_settings(cfg.get("precision", "fp16"), bool(cfg.get("deterministic", False)),

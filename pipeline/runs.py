@@ -25,8 +25,8 @@ from typing import Sequence
 from pipeline import distributed as D
 from pipeline.atomic import atomic_dir, dumps_json, write_json
 from pipeline.errors import UserError
-from pipeline.train import (SELECTION, DevSet, NonFiniteLoss, TrainSettings, executed_settings, nonfinite_marker,
-                            run_fingerprints, train_seed)
+from pipeline.train import (SELECTION, DevSet, NonFiniteLoss, TrainSettings, nonfinite_marker, run_fingerprints,
+                            train_seed)
 
 
 def check_training_inputs(*, model: str, max_len: int, tokens: Path, models: Path) -> tuple[Path, dict, dict]:
@@ -124,7 +124,7 @@ def train_variant(
     import torch
     from dvclive import Live
 
-    from pipeline.devices import announce, require_device
+    from pipeline.devices import announce, executed_settings, require_device
     from pipeline.provenance import environment
     from pipeline.tokens import TokenColumn
 

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from pipeline import distributed as D
 from pipeline.atomic import write_json
+from pipeline.devices import autocast_dtype  # noqa: F401  (tests patch it here: training looks it up here)
 from pipeline.errors import UserError
 from pipeline.loss import simcse_loss
 from pipeline.modeling import SentenceEncoder, collate, encode_ids, load_encoder, pad_token_id, save_model
@@ -461,22 +462,6 @@ class TrainResult:
     setting_changes: list[dict] = field(default_factory=list)
     #: no dev evaluation gave a finite selection score: the last step was kept
     no_finite_dev: bool = False
-
-
-def autocast_dtype(precision: str, device: torch.device):
-    """Autocast dtype for ``precision`` on ``device`` (CPU always runs fp32)."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    return torch.bfloat16 if precision == "bf16" else torch.float16
-
-
-def executed_settings(precision: str, deterministic: bool, device: torch.device) -> dict:
-    """What a run executed, as reports show it beside the requested params: the autocast precision
-    (``fp32`` when :func:`autocast_dtype` gives none, as on CPU) and whether kernels were deterministic
-    (CPU kernels are, whatever the param says)."""
-    dtype = autocast_dtype(precision, device)
-    name = "fp32" if dtype is None else ("bf16" if dtype is torch.bfloat16 else "fp16")
-    return {"precision": name, "deterministic": bool(deterministic) or device.type == "cpu"}
 
 
 def _describe_changes(changes: dict) -> str:

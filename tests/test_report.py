@@ -344,7 +344,7 @@ def test_the_learning_rate_panel_knows_an_oscillating_schedule():
 def test_executed_precision_and_determinism():
     import torch
 
-    from pipeline.train import executed_settings
+    from pipeline.devices import executed_settings
 
     assert executed_settings("fp16", False, torch.device("cpu")) == {"precision": "fp32", "deterministic": True}
     assert executed_settings("fp16", False, torch.device("cuda")) == {"precision": "fp16", "deterministic": False}
