@@ -7,8 +7,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.card import COLUMN_TITLES
-from pipeline.metrics import KEYS
 
 STYLE = {
     "figure.dpi": 100, "savefig.dpi": 100, "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,

@@ -405,11 +405,6 @@ def extra_sections(inputs: ReportInputs) -> list[str]:
 
 # --- what the run trained on, and how it differs from the card ------------------------
 
-#: `from` of a training-data manifest -> short name (the summary table)
-DATA_NAMES = {"wiki": "wiki corpus (unsup)", "korsts_xnli": "KorSTS train + XNLI-ko dev sentences (unsup)",
-              "kornli_train": "KorNLI triplets (sup)", "xnli_test": "XNLI-ko test triplets (sup)"}
-
-
 def data_from(manifest: dict) -> str:
     """The builder a training-data manifest came from (manifests older than `corpus.from` were wiki / KorNLI)."""
     return manifest.get("from") or ("wiki" if manifest.get("kind") == "wiki" else "kornli_train")
