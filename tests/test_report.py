@@ -263,6 +263,12 @@ def test_a_standin_run_says_what_it_is_and_never_sets_itself_beside_the_card(wit
     assert text.startswith("# Smoke run of the SimCSE-KO pipeline: tiny random models, not a reproduction\n")
     assert report.STANDIN_VERDICT["smoke"] in text.split("\n## ")[0]
     assert "Δ ours − card" not in text and "— card |" not in text and "SimCSE-BERT-KO" not in text
+    # the verdict splits each AVG gain into the dot-product columns' mean and cosine Spearman
+    d = improvements["bert-unsup"]["korsts_test"]
+    dot = np.mean([d["dot_pearson"]["diff"], d["dot_spearman"]["diff"]])
+    [sentence] = [line for line in text.splitlines() if line.startswith("- KorSTS test, ")]
+    assert (f"`bert-unsup` {d['avg']['diff']:+.2f} [{d['avg']['ci_low']:.2f}, {d['avg']['ci_high']:.2f}] "
+            f"({dot:+.2f}, {d['cosine_spearman']['diff']:+.2f})") in sentence
     header, *rows = headline_rows(text)
     assert header[4] == "AVG: untrained (Δ [95% CI])"
     base = with_baseline.baseline["m"]
