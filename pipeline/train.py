@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from pipeline import distributed as D
 from pipeline.atomic import write_json
-from pipeline.devices import autocast_dtype  # noqa: F401  (tests patch it here: training looks it up here)
+from pipeline.devices import autocast_dtype  # defined beside executed_settings, which reports read
 from pipeline.errors import UserError
 from pipeline.loss import simcse_loss
 from pipeline.modeling import SentenceEncoder, collate, encode_ids, load_encoder, pad_token_id, save_model
