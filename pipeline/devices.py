@@ -60,3 +60,23 @@ def describe(device) -> str:
 def announce(device, stage: str) -> None:
     """Print the device a stage runs on (one line in the stage's log)."""
     print(f"{stage}: device {describe(device)}", flush=True)
+
+
+def autocast_dtype(precision: str, device):
+    """Autocast dtype for ``precision`` on ``device`` (a torch.device); None means fp32 (CPU always runs fp32)."""
+    import torch
+
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def executed_settings(precision: str, deterministic: bool, device) -> dict:
+    """What a run executed, as reports show it beside the requested params: the autocast precision
+    (``fp32`` when :func:`autocast_dtype` gives none, as on CPU) and whether kernels were deterministic
+    (CPU kernels are, whatever the param says)."""
+    import torch
+
+    dtype = autocast_dtype(precision, device)
+    name = "fp32" if dtype is None else ("bf16" if dtype is torch.bfloat16 else "fp16")
+    return {"precision": name, "deterministic": bool(deterministic) or device.type == "cpu"}

@@ -7,8 +7,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.card import COLUMN_TITLES
-from pipeline.metrics import KEYS
 
 STYLE = {
     "figure.dpi": 100, "savefig.dpi": 100, "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,
@@ -46,6 +44,7 @@ def training_curves(path: Path, title: str, runs: Mapping[str, Mapping[str, Sequ
     """
     plt = _plt()
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    alternating = False
     for i, (label, series) in enumerate(runs.items()):
         color = COLORS[i % len(COLORS)]
         if series.get("loss"):
@@ -53,7 +52,14 @@ def training_curves(path: Path, title: str, runs: Mapping[str, Mapping[str, Sequ
             ax_loss.plot(steps, values, color=color, lw=1.2, label=label)
         if series.get("lr"):
             steps, values = zip(*series["lr"])
-            ax_lr.plot(steps, values, color=color, lw=0.8, marker=".", ms=2, label=label)
+            if oscillates(values):  # a connecting line would fill the panel solid
+                ax_lr.plot(steps, values, color=color, ls="none", marker=".", ms=4, label=label)
+                alternating = True
+            else:
+                ax_lr.plot(steps, values, color=color, lw=0.8, marker=".", ms=2, label=label)
+    if alternating:
+        ax_lr.set_title("the learning rate changes direction every step or two (the card's per-batch "
+                        "CosineAnnealingLR): one dot per step, no line", fontsize=9)
     ax_loss.set_ylabel("contrastive loss (nats)")
     ax_loss.set_title(title)
     ax_lr.set_ylabel("learning rate")
@@ -65,32 +71,53 @@ def training_curves(path: Path, title: str, runs: Mapping[str, Mapping[str, Sequ
     return _save(fig, path)
 
 
-def dev_curve(path: Path, title: str, runs: Mapping[str, Sequence[Mapping[str, float]]],
-              selected: Mapping[str, int], metric: str) -> Path:
-    """KorSTS dev cosine Pearson / Spearman per evaluation, the selected step marked.
+def oscillates(values: Sequence[float]) -> bool:
+    """True if a learning-rate series turns (falls then rises, or back) on at least a quarter of its
+    steps: the card's per-batch ``CosineAnnealingLR(T_max=epochs)`` gives lr, 0, lr, 0 (lr, lr/2, 0, lr/2
+    with two epochs), which a connecting line turns into a solid block."""
+    diffs = [b - a for a, b in zip(values, values[1:]) if b != a]
+    turns = sum(1 for a, b in zip(diffs, diffs[1:]) if (a > 0) != (b > 0))
+    return len(values) >= 8 and turns >= len(values) / 4
+
+
+def dev_curve(path: Path, title: str, runs: Mapping[str, tuple[Mapping | None, Sequence[Mapping[str, float]],
+                                                                Mapping | None]], metric: str) -> Path:
+    """KorSTS dev cosine Pearson / Spearman per evaluation: step 0 (untrained) hollow, the selected step starred.
 
     Args:
-        runs: {seed label: [{"step", "cosine_pearson", "cosine_spearman"}, ...]}.
-        selected: {seed label: selected step}.
+        runs: {seed label: (the step-0 evaluation or None, the evaluations during training, the selected
+            one or None)}, each evaluation {"step", "cosine_pearson", "cosine_spearman"}
+            (see :func:`pipeline.report.dev_points`).
         metric: the selection metric (``cosine_pearson`` or ``cosine_spearman``).
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4))
-    for i, (label, history) in enumerate(runs.items()):
+    values = []
+    for i, (label, (untrained, during, selected)) in enumerate(runs.items()):
         color = COLORS[i % len(COLORS)]
+        history = ([untrained] if untrained else []) + list(during)
         steps = [h["step"] for h in history]
-        ax.plot(steps, [h["cosine_pearson"] for h in history], color=color, marker="o", ms=3, lw=1.2,
-                label=f"{label} cosine Pearson")
-        ax.plot(steps, [h["cosine_spearman"] for h in history], color=color, marker="s", ms=3, lw=1.2,
-                ls="--", label=f"{label} cosine Spearman")
-        best = selected[label]
-        best_value = next(h[metric] for h in history if h["step"] == best)
-        ax.plot([best], [best_value], marker="*", ms=14, color=color, ls="none",
-                label=f"{label} selected (step {best})")
+        for key, marker, ls in (("cosine_pearson", "o", "-"), ("cosine_spearman", "s", "--")):
+            ys = [h[key] for h in history]
+            values += ys
+            ax.plot(steps, ys, color=color, marker=marker, ms=3, lw=1.2, ls=ls,
+                    label=f"{label} {key.replace('_', ' ')}")
+            if untrained:
+                ax.plot([0], [untrained[key]], marker=marker, ms=8, mfc="white", color=color, ls="none")
+        if selected:
+            ax.plot([selected["step"]], [selected[metric]], marker="*", ms=14, color=color, ls="none",
+                    label=f"{label} selected (step {selected['step']})")
+    if any(u for u, _, _ in runs.values()):
+        ax.plot([], [], marker="o", mfc="white", color="gray", ls="none", label="step 0: untrained (never selected)")
+    # at least 20 points of range: a 2-point change must not look like a cliff
+    low, high = min(values), max(values)
+    pad = max(0.0, 20 - (high - low)) / 2 + 2
+    ax.set_ylim(max(-100.0, low - pad), min(100.0, high + pad))
+    ax.set_xlim(left=0 if any(u for u, _, _ in runs.values()) else None)
     ax.set_xlabel("training step")
     ax.set_ylabel("KorSTS dev correlation (x100)")
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -101,10 +128,16 @@ def scatter(path: Path, title: str, panels: Mapping[str, tuple[np.ndarray, np.nd
     Args:
         panels: {benchmark title: (gold (N,), cosine (N,))}.
     """
+    from scipy.stats import pearsonr, spearmanr
+
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
     for ax, (name, (gold, cos)) in zip(axes[0], panels.items()):
         ax.scatter(gold, cos, s=8, alpha=0.5, color=COLORS[0], edgecolors="none")
+        if len(gold) > 2 and np.std(gold) > 0 and np.std(cos) > 0:
+            r, rho = pearsonr(gold, cos)[0], spearmanr(gold, cos)[0]
+            ax.text(0.03, 0.97, f"r = {100 * r:.2f}\nρ = {100 * rho:.2f} (x100)", transform=ax.transAxes,
+                    va="top", ha="left", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
         if len(gold) > 1 and np.std(gold) > 0:
             slope, intercept = np.polyfit(gold, cos, 1)
             xs = np.array([gold.min(), gold.max()])
@@ -118,35 +151,36 @@ def scatter(path: Path, title: str, panels: Mapping[str, tuple[np.ndarray, np.nd
     return _save(fig, path)
 
 
-def bars(path: Path, title: str, panels: Mapping[str, tuple[Mapping[str, float], Mapping[str, float] | None,
-                                                             Mapping[str, tuple[float, float]] | None]]) -> Path:
-    """AVG and the eight columns as grouped bars, ours vs the card, one panel per benchmark.
+def intervals(path: Path, title: str,
+              panels: Mapping[str, Mapping[str, Sequence[tuple[str, float, float, float]]]]) -> Path:
+    """Dot-and-interval plot: per benchmark panel and metric row, points in order (untrained → trained →
+    card), each with its 95% interval (a point without one has low = high = value).
 
     Args:
-        panels: {benchmark title: (ours {key: value}, card {key: value} or None, ours' intervals or None)}.
+        panels: {benchmark title: {metric title: [(point name, value, ci low, ci high), ...]}}.
     """
     plt = _plt()
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.6 * len(panels)), squeeze=False)
-    x = np.arange(len(KEYS))
-    width = 0.38
-    for ax, (name, (ours, card, ci)) in zip(axes[:, 0], panels.items()):
-        values = [ours[k] for k in KEYS]
-        err = None
-        if ci:
-            err = np.array([[ours[k] - ci[k][0] for k in KEYS], [ci[k][1] - ours[k] for k in KEYS]])
-            err = np.clip(err, 0, None)
-        ax.bar(x - width / 2, values, width, yerr=err, capsize=2, color=COLORS[0], label="ours (95% CI)")
-        if card:
-            ax.bar(x + width / 2, [card[k] for k in KEYS], width, color=COLORS[1], label="card")
-        ax.set_xticks(x)
-        ax.set_xticklabels([t.replace(" ", "\n") for t in COLUMN_TITLES])
-        ax.set_ylabel("correlation (x100)")
-        ax.set_title(name)
-        low = min(values + ([card[k] for k in KEYS] if card else []))
-        ax.set_ylim(min(0.0, low - 5), 100)
-        ax.legend(loc="upper right", ncols=2)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 3.2), squeeze=False, sharey=True)
+    names = list(dict.fromkeys(p[0] for rows in panels.values() for pts in rows.values() for p in pts))
+    color = {n: COLORS[i % len(COLORS)] for i, n in enumerate(names)}
+    for ax, (bench, rows) in zip(axes[0], panels.items()):
+        for y, (metric, points) in enumerate(reversed(list(rows.items()))):
+            xs = [p[1] for p in points]
+            ax.plot(xs, [y] * len(xs), color="lightgray", lw=1.5, zorder=1)  # the untrained → trained → card path
+            for k, (name, value, low, high) in enumerate(points):
+                offset = (k - (len(points) - 1) / 2) * 0.12
+                err = np.array([[max(value - low, 0)], [max(high - value, 0)]])
+                ax.errorbar([value], [y + offset], xerr=err, fmt="o", color=color[name], capsize=3, ms=6,
+                            label=name if y == 0 else None, zorder=2)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(list(reversed(list(rows))))
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_xlabel("correlation (x100), 95% interval")
+        ax.set_title(bench)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=len(labels), bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return _save(fig, path)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline import yamlio
 from pipeline.errors import UserError
-from pipeline.provenance import code_version, describe_code
+from pipeline.provenance import code_version
 
 ROOT = Path(__file__).resolve().parents[1]
 GIT_ENV = {"GIT_AUTHOR_NAME": "simcse-ko", "GIT_AUTHOR_EMAIL": "simcse-ko@localhost",
@@ -78,11 +78,11 @@ def copy_project(root: Path, target: Path) -> Path:
 
 
 def name_repository_commit(params: dict, root: Path) -> None:
-    """Append the repository's commit to ``report_note``: the project's own commit means nothing outside it."""
+    """Record the repository's commit (and whether its tree was dirty) as param ``report_code``: the
+    project's own git commit exists only inside the project, so its report names this one instead."""
     code = code_version(root)
     if code["commit"]:
-        params["report_note"] = (f"{params.get('report_note') or ''} Copied from repository "
-                                 f"{describe_code(code)}.").strip()
+        params["report_code"] = {"commit": code["commit"], "dirty": bool(code["dirty"])}
 
 
 def merged_params(root: Path, *overlays: Path) -> dict:

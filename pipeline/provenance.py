@@ -59,6 +59,12 @@ def model_label(record: dict) -> str:
     return f"{name} (local folder, weights sha256 {sha[:12]})" if sha else f"{name} (local folder)"
 
 
+def model_alias(record: dict) -> str:
+    """A model's short name in report tables: a hub id as it is, a local folder by its folder name
+    (the report's legend pairs it with :func:`model_label`, which carries the weights hash)."""
+    return str(record["model"]) if not is_local_record(record) else PurePath(str(record["model"])).name
+
+
 def shown_config(training: dict) -> dict:
     """A training.json's ``config`` as reports and model cards show it: ``model`` named by
     :func:`model_label` of the run's base model (the config holds the param as given)."""

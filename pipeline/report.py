@@ -22,7 +22,7 @@ from pipeline.evaluate import BENCHMARKS, read_predictions
 from pipeline.hub import models_manifest
 from pipeline.metrics import KEYS, bootstrap_intervals
 from pipeline.params import BootstrapConfig
-from pipeline.provenance import is_local_record, model_label, shown_config, source_label
+from pipeline.provenance import is_local_record, model_alias, model_label, shown_config, source_label
 
 SELECTION_LABEL = {"korsts_dev.cosine_pearson": "KorSTS dev cosine Pearson",
                    "korsts_dev.cosine_spearman": "KorSTS dev cosine Spearman"}
@@ -59,6 +59,37 @@ class ReportInputs:
     note: str = ""
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     sections: dict[str, str] = field(default_factory=dict)  # extra {title: markdown} (param report_sections)
+    kind: str = "reproduction"  # param report_kind: one of KINDS
+    overrides: dict[str, dict] = field(default_factory=dict)  # param variants: {variant: settings it overrides}
+
+    @property
+    def standin(self) -> str | None:
+        """What a smoke or rehearsal run stands in with (figure titles, verdict); None for a reproduction."""
+        return STANDIN[self.kind]
+
+    def label(self, variant: str) -> str:
+        """A variant's name in the report: the card's row label in a reproduction; the variant name in
+        a stand-in run, whose tiny or English models must not be read as the card's."""
+        return row_label(variant) if self.standin is None else variant
+
+
+#: report_kind -> the phrase every title and figure of a stand-in run starts with (None: a reproduction)
+STANDIN = {"reproduction": None, "smoke": "Smoke run (tiny random models)",
+           "rehearsal": "CPU rehearsal (stand-in encoder)"}
+TITLES = {"reproduction": "SimCSE-KO reproduction",
+          "smoke": "Smoke run of the SimCSE-KO pipeline: tiny random models, not a reproduction",
+          "rehearsal": "CPU rehearsal of the SimCSE-KO recipe: a stand-in encoder, not a reproduction"}
+#: what a stand-in run is and is not (the verdict's first sentence)
+STANDIN_VERDICT = {
+    "smoke": "This smoke run trains tiny randomly initialised models on small generated data through the real "
+             "pipeline; it shows that every stage runs and that training moves the scores, and says nothing "
+             "about how close the card's models are, so none of its numbers is set beside the card's.",
+    "rehearsal": "This CPU rehearsal runs the card's recipe with a small pretrained stand-in encoder on real "
+                 "Korean data; it shows whether training helps and by how much, not the card's numbers, so none "
+                 "of its numbers is set beside the card's.",
+}
+BOLD_NOTE = ("**Bold** (used with this one meaning throughout): a 95% interval that includes the value it is "
+             "compared with (the card's value, or 0 for a difference), so no difference is detected.")
 
 
 def read_dvclive_series(folder: Path, seed_label: str) -> dict[str, list[tuple[int, float]]]:
@@ -77,8 +108,11 @@ def read_dvclive_series(folder: Path, seed_label: str) -> dict[str, list[tuple[i
 
 def collect(*, variants: list[str], metrics_dir: Path, eval_dir: Path, models_dir: Path, live_dir: Path,
             raw_dir: Path, data_models_dir: Path, train_dir: Path, lock_path: Path, code: dict,
-            note: str, bootstrap: BootstrapConfig, sections: dict[str, str] | None = None) -> ReportInputs:
-    """Read every pipeline output the report needs; variants without results are skipped."""
+            note: str, bootstrap: BootstrapConfig, sections: dict[str, str] | None = None,
+            kind: str = "reproduction", overrides: dict[str, dict] | None = None) -> ReportInputs:
+    """Read every pipeline output the report needs; variants without results are skipped.
+
+    ``kind`` is param report_kind; ``overrides`` the variants' settings that differ from params.yaml."""
     results = []
     for name in variants:
         metrics = _read_json(metrics_dir / f"{name}.json")
@@ -105,7 +139,8 @@ def collect(*, variants: list[str], metrics_dir: Path, eval_dir: Path, models_di
         models_manifest=models_manifest(data_models_dir),
         train_manifests={k: _read_json(train_dir / k / "manifest.json", {}) for k in ("wiki", "nli")},
         lock=(lock or {}).get("stages", {}),
-        code=code, note=note, bootstrap=bootstrap, sections=dict(sections or {}),
+        code=code, note=note, bootstrap=bootstrap, sections=dict(sections or {}), kind=kind,
+        overrides=dict(overrides or {}),
     )
 
 
@@ -135,14 +170,32 @@ def _header() -> list[str]:
     return ["| Model | " + " | ".join(COLUMN_TITLES) + " |", "|---|" + "---:|" * len(COLUMN_TITLES)]
 
 
-def label_of(variant: str) -> str:
-    return row_label(variant)
-
-
 def card_values(bench: str, variant: str) -> dict | None:
     """The card's published row for the row this variant reproduces (None if it reproduces none)."""
     row = card_row(variant)
     return CARD.get(bench, {}).get(row) if row else None
+
+
+def card_for(inputs: ReportInputs, bench: str, variant: str) -> dict | None:
+    """:func:`card_values`, except in a stand-in run, whose models are never set beside the card's."""
+    return None if inputs.standin else card_values(bench, variant)
+
+
+def marked(text: str, low: float, high: float, reference: float) -> str:
+    """``text`` in bold when ``reference`` lies inside [low, high] (the report's one meaning of bold)."""
+    return f"**{text}**" if low <= reference <= high else text
+
+
+def interval_cell(block: dict, key: str) -> str:
+    """``value [low, high]`` of a metrics block (just the value when it has no interval)."""
+    if f"{key}_ci_low" not in block:
+        return fmt(block[key])
+    return f"{fmt(block[key])} [{fmt(block[key + '_ci_low'])}, {fmt(block[key + '_ci_high'])}]"
+
+
+def details(summary: str, lines: list[str]) -> list[str]:
+    """``lines`` folded into a ``<details>`` block (GitHub and editors render the markdown inside)."""
+    return ["<details>", f"<summary>{summary}</summary>", ""] + lines + ["", "</details>", ""]
 
 
 # --- comparisons ------------------------------------------------------------------
@@ -228,21 +281,26 @@ def combined_metrics(inputs: ReportInputs, comparisons: dict, improvements: dict
 
 # --- markdown ---------------------------------------------------------------------
 
+def card_delta_cell(block: dict, card: dict, key: str) -> str:
+    """ours − card, bold when the card's value lies inside our interval."""
+    diff = fmt(block[key] - card[key])
+    if f"{key}_ci_low" not in block:
+        return diff
+    return marked(diff, block[f"{key}_ci_low"], block[f"{key}_ci_high"], card[key])
+
+
 def benchmark_table(inputs: ReportInputs, bench: str) -> list[str]:
+    """The card's eight columns and AVG: ours, the card's row and Δ (reproductions only), the published
+    checkpoints and the untrained base models."""
     lines = _header()
     for result in inputs.variants:
         block = result.metrics[bench]
-        label = label_of(result.name)
+        label = inputs.label(result.name)
         lines.append(_row(f"{label} — ours", [value_cell(block, k) for k in KEYS]))
-        card = card_values(bench, result.name)
+        card = card_for(inputs, bench, result.name)
         if card:
             lines.append(_row(f"{label} — card", [fmt(card[k]) for k in KEYS]))
-            cells = []
-            for k in KEYS:
-                diff = fmt(block[k] - card[k])
-                outside = f"{k}_ci_low" in block and not (block[f"{k}_ci_low"] <= card[k] <= block[f"{k}_ci_high"])
-                cells.append(f"**{diff}**" if outside else diff)
-            lines.append(_row(f"{label} — Δ ours − card", cells))
+            lines.append(_row(f"{label} — Δ ours − card", [card_delta_cell(block, card, k) for k in KEYS]))
     for variant, block in inputs.published.items():
         if bench in block:
             record = inputs.published_manifest.get("checkpoints", {}).get(variant)
@@ -256,39 +314,37 @@ def benchmark_table(inputs: ReportInputs, bench: str) -> list[str]:
 
 
 def _base_label(inputs: ReportInputs, slug: str) -> str:
-    """A base model's name in the report (see :func:`pipeline.provenance.model_label`)."""
+    """A base model's short name in the report, defined once in the legend (:func:`legend_lines`)."""
     record = inputs.models_manifest.get(slug)
-    return model_label(record) if record else slug
+    return model_alias(record) if record else slug
 
 
 def seed_section(inputs: ReportInputs) -> list[str]:
     multi = [r for r in inputs.variants if "seeds" in r.metrics]
     if not multi:
         return []
-    lines = ["## Seed variance", "",
-             "Each variant trained once per seed; the tables above show the mean over seeds. Below: every "
-             "seed, and the mean ± sample standard deviation.", ""]
+    body = ["Each variant trained once per seed; the tables above show the mean over seeds. Below: every "
+            "seed, and the mean ± sample standard deviation.", ""]
     for bench, (_, title) in BENCHMARKS.items():
-        lines += [f"**{title}**", ""] + _header()
+        body += [f"{title}:", ""] + _header()
         for result in multi:
             for seed, per in result.metrics["seeds"].items():
-                lines.append(_row(f"{label_of(result.name)} — {seed}", [fmt(per[bench][k]) for k in KEYS]))
+                body.append(_row(f"{inputs.label(result.name)} — {seed}", [fmt(per[bench][k]) for k in KEYS]))
             block = result.metrics[bench]
-            lines.append(_row(f"{label_of(result.name)} — mean ± std",
-                              [f"{fmt(block[k])} ± {fmt(block[k + '_std'])}" for k in KEYS]))
-        lines.append("")
-    return lines
+            body.append(_row(f"{inputs.label(result.name)} — mean ± std",
+                             [f"{fmt(block[k])} ± {fmt(block[k + '_std'])}" for k in KEYS]))
+        body.append("")
+    return ["## Seed variance", ""] + details("Every seed, both benchmarks", body)
 
 
 def protocol_section(inputs: ReportInputs) -> list[str]:
-    lines = ["## Evaluation protocol: the card's quirks vs clean", "",
-             "`card` reproduces the card's evaluation code: `,` `'` `\"` deleted from KorSTS sentences and "
+    lines = ["`card` reproduces the card's evaluation code: `,` `'` `\"` deleted from KorSTS sentences and "
              "KLUE-STS `labels.label` (one decimal). `clean` uses the sentences as published and "
              "`labels.real-label`. Both use [CLS] of the last hidden state, fp32, max length 64, "
              "Pearson/Spearman over the whole set. AVG under each:", "",
              "| Model | KorSTS test (card) | KorSTS test (clean) | Δ | KLUE-STS dev (card) | KLUE-STS dev (clean) | Δ |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    rows = [(f"{label_of(r.name)} — ours", r.metrics) for r in inputs.variants]
+    rows = [(f"{inputs.label(r.name)} — ours", r.metrics) for r in inputs.variants]
     rows += [(f"{v} — published", m) for v, m in inputs.published.items()]
     rows += [(f"{_base_label(inputs, s)} — untrained", m)
              for s, m in inputs.baseline.items()]
@@ -301,21 +357,20 @@ def protocol_section(inputs: ReportInputs) -> list[str]:
             card, clean = by["card"][bench]["avg"], by["clean"][bench]["avg"]
             cells += [fmt(card), fmt(clean), fmt(clean - card)]
         lines.append(_row(label, cells))
-    return lines + [""]
+    return ["## Evaluation protocol: the card's quirks vs clean", ""] + details("AVG under each protocol", lines)
 
 
 def difference_cell(c: dict) -> str:
-    """``diff [low, high]``, bold when the interval excludes 0."""
-    text = f"{fmt(c['diff'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
-    return f"**{text}**" if c["ci_low"] > 0 or c["ci_high"] < 0 else text
+    """``diff [low, high]``, bold when the interval includes 0 (no difference detected)."""
+    return marked(f"{fmt(c['diff'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]", c["ci_low"], c["ci_high"], 0.0)
 
 
-def difference_table(comparisons: dict) -> list[str]:
+def difference_table(inputs: ReportInputs, comparisons: dict) -> list[str]:
     """One row per variant and benchmark: each column's difference with its paired interval."""
     lines = ["| Model | Benchmark | " + " | ".join(COLUMN_TITLES) + " |", "|---|---|" + "---:|" * len(KEYS)]
     for variant, by_bench in comparisons.items():
         for bench, cols in by_bench.items():
-            lines.append(f"| {label_of(variant)} | {BENCHMARKS[bench][1]} | "
+            lines.append(f"| {inputs.label(variant)} | {BENCHMARKS[bench][1]} | "
                          + " | ".join(difference_cell(cols[k]) for k in KEYS) + " |")
     return lines
 
@@ -327,9 +382,9 @@ def published_section(inputs: ReportInputs, comparisons: dict) -> list[str]:
         why = "`published.enabled` is false (no hub access)" if enabled is False else "not evaluated"
         return lines + [f"Published checkpoints: {why}.", ""]
     lines += ["Difference ours − published on the same pairs, with a 95% paired bootstrap interval. "
-              "An interval that excludes 0 (bold) means our training differs from theirs; a published row that "
+              "An interval that excludes 0 means our training differs from theirs; a published row that "
               "differs from the card means the evaluation differs.", ""]
-    return lines + difference_table(comparisons) + [""]
+    return lines + details("Ours − published, every column", difference_table(inputs, comparisons))
 
 
 def improvement_section(inputs: ReportInputs, improvements: dict) -> list[str]:
@@ -337,8 +392,8 @@ def improvement_section(inputs: ReportInputs, improvements: dict) -> list[str]:
         return []
     lines = ["## Trained − untrained", "",
              "Each variant minus its untrained base model (same evaluation, same pairs), with a 95% paired "
-             "bootstrap interval. Bold: the interval excludes 0, so training changed the score.", ""]
-    return lines + difference_table(improvements) + [""]
+             "bootstrap interval.", ""]
+    return lines + details("Trained − untrained, every column", difference_table(inputs, improvements))
 
 
 def extra_sections(inputs: ReportInputs) -> list[str]:
@@ -349,11 +404,6 @@ def extra_sections(inputs: ReportInputs) -> list[str]:
 
 
 # --- what the run trained on, and how it differs from the card ------------------------
-
-#: `from` of a training-data manifest -> short name (the summary table)
-DATA_NAMES = {"wiki": "wiki corpus (unsup)", "korsts_xnli": "KorSTS train + XNLI-ko dev sentences (unsup)",
-              "kornli_train": "KorNLI triplets (sup)", "xnli_test": "XNLI-ko test triplets (sup)"}
-
 
 def data_from(manifest: dict) -> str:
     """The builder a training-data manifest came from (manifests older than `corpus.from` were wiki / KorNLI)."""
@@ -380,13 +430,36 @@ def describe_data(manifest: dict) -> str:
             f"({manifest['dropped_na']} dropped for `n/a`){cap}")
 
 
+def executed(training: dict) -> dict:
+    """What one seed's run executed: {precision, deterministic}. Records written before the train stage
+    kept ``executed`` are derived from their device the way the training code decides it."""
+    if "executed" in training:
+        return training["executed"]
+    import torch
+
+    from pipeline.devices import executed_settings
+
+    cfg = training.get("config", {})
+    return executed_settings(cfg.get("precision", "fp16"), bool(cfg.get("deterministic", False)),
+                             torch.device(training.get("device", "cuda")))
+
+
+def run_config(training: dict) -> dict:
+    """A training.json's config as this report shows it: the base model by its legend alias."""
+    cfg = shown_config(training)
+    if training.get("base_model") and "model" in cfg:
+        cfg["model"] = model_alias(training["base_model"])
+    return cfg
+
+
 def _hardware(inputs: ReportInputs) -> str:
     first = next((t for r in inputs.variants for t in r.trainings.values()), {})
     env = first.get("environment", {})
+    precision = executed(first)["precision"]
     if first.get("device") == "cpu":
-        return f"CPU ({env.get('cpu')}, {env.get('cpu_count')} logical cores), fp32"
-    precision = first.get("config", {}).get("precision")
-    return f"{first.get('processes', 1)} × {env.get('gpu')}, {precision} autocast"
+        return f"CPU ({env.get('cpu')}, {env.get('cpu_count')} logical cores), {precision}"
+    return f"{first.get('processes', 1)} × {env.get('gpu')}, {precision}" + (
+        " autocast" if precision != "fp32" else "")
 
 
 def deviations(inputs: ReportInputs) -> list[tuple[str, str, str]]:
@@ -396,13 +469,15 @@ def deviations(inputs: ReportInputs) -> list[tuple[str, str, str]]:
     differing: dict[str, dict[str, list[str]]] = {}
     reference: dict[str, str] = {}
     for result in inputs.variants:
-        cfg = shown_config(next(iter(result.trainings.values()), {}))  # a local model by name, never its path
+        cfg = run_config(next(iter(result.trainings.values()), {}))  # a local model by name, never its path
         for key, card_value in card_settings(result.name).items():
             if key in cfg and cfg[key] != card_value:
                 reference.setdefault(key, str(card_value))
                 differing.setdefault(key, {}).setdefault(str(cfg[key]), []).append(result.name)
+    everyone = [r.name for r in inputs.variants]
     for key, by_value in differing.items():
-        run = "; ".join(f"`{value}` ({', '.join(names)})" for value, names in by_value.items())
+        run = "; ".join(f"`{value}` ({'all variants' if names == everyone and len(names) > 1 else ', '.join(names)})"
+                        for value, names in by_value.items())
         rows.append((key, f"`{reference[key]}`", run))
     kinds = {next(iter(r.trainings.values()), {}).get("config", {}).get("data") for r in inputs.variants}
     for kind, setting in (("wiki", "unsupervised data"), ("nli", "supervised data")):
@@ -421,17 +496,30 @@ def deviations_lines(inputs: ReportInputs) -> list[str]:
     rows = deviations(inputs)
     if not rows:
         return []
-    lines = ["**This run vs the card's settings** (every card setting a variant changes, then the data and "
-             "hardware):", "", "| Setting | Card | This run |", "|---|---|---|"]
-    return lines + [f"| {key} | {card} | {run} |" for key, card, run in rows] + [""]
+    lines = ["| Setting | Card | This run |", "|---|---|---|"]
+    lines += [f"| {key} | {card} | {run} |" for key, card, run in rows]
+    return details("This run vs the card's settings (every card setting a variant changes, then the data and "
+                   "hardware)", lines)
 
 
-def figures_section(figures: dict[str, dict[str, str]]) -> list[str]:
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a variant: a drawn PNG (``path``, relative to the report) or, when there is too
+    little to plot, a ``sentence`` in its place."""
+
+    caption: str
+    path: str | None = None
+    sentence: str | None = None
+
+
+def figures_section(inputs: ReportInputs, figures: dict[str, list[Figure]]) -> list[str]:
+    """Each variant's figures, in a folded block per variant."""
     lines = ["## Figures", ""]
     for variant, figs in figures.items():
-        lines += [f"### {label_of(variant)}", ""]
-        for caption, rel in figs.items():
-            lines += [f"![{caption}]({rel})", ""]
+        body = []
+        for fig in figs:
+            body += [f"![{fig.caption}]({fig.path})" if fig.path else f"{fig.caption}: {fig.sentence}", ""]
+        lines += details(f"{inputs.label(variant)}: {len([f for f in figs if f.path])} figures", body)
     return lines
 
 
@@ -459,7 +547,7 @@ def compared_provenance(inputs: ReportInputs) -> list[str]:
         return []
     from pipeline.hubeval import embedding_text
 
-    lines = ["", "### Evaluated hub checkpoints", "",
+    lines = ["", "Evaluated hub checkpoints:", "",
              "| Model | Requested revision | Resolved commit | Weights sha256 | Embedding (from) |", "|---|---|---|---|---|"]
     for model, r in records:
         warn = "" if r.get("pinned") else " ⚠ branch or tag, not a pinned commit"
@@ -469,61 +557,106 @@ def compared_provenance(inputs: ReportInputs) -> list[str]:
     return lines
 
 
-def provenance_section(inputs: ReportInputs) -> list[str]:
+def code_line(inputs: ReportInputs) -> str:
+    """The provenance's sentence on the code: a commit of this repository (for a smoke or rehearsal
+    project, the repository commit that built it, param ``report_code``)."""
     code = inputs.code
-    commit = code.get("commit") or "unknown (not a git checkout)"
-    dirty = {True: "uncommitted changes present", False: "clean tree", None: "unknown"}[code.get("dirty")]
+    if not code.get("commit"):
+        return "Code: unknown commit (not a git checkout)."
+    dirty = "with uncommitted changes" if code.get("dirty") else "clean tree"
+    built = f", the commit that built this {inputs.kind} project" if inputs.standin else ""
+    return f"Code: this repository's commit `{code['commit']}` ({dirty}; generated reports excluded{built})."
+
+
+def setting_cell(training: dict, key: str) -> str:
+    """One cell of :func:`settings_table`: the setting as it ran, the requested value beside it when the
+    run executed something else (precision and determinism on a CPU)."""
+    cfg = run_config(training)
+    if key in ("precision", "deterministic"):
+        ran, asked = executed(training)[key], cfg.get(key)
+        return f"`{ran}`" if asked is None or ran == asked else f"`{ran}` (requested `{asked}`)"
+    return f"`{cfg[key]}`" if key in cfg else "-"
+
+
+def settings_table(inputs: ReportInputs) -> list[str]:
+    """Variants as columns; rows: the settings a variant overrides in params.yaml, precision and
+    determinism wherever the run executed something other than requested, and the selected step."""
+    firsts = {r.name: next(iter(r.trainings.values()), {}) for r in inputs.variants}
+    keys = sorted({k for r in inputs.variants for k in inputs.overrides.get(r.name, {})})
+    for key in ("precision", "deterministic"):
+        if any("(requested" in setting_cell(t, key) for t in firsts.values() if t):
+            keys.append(key)
+    lines = ["| Setting | " + " | ".join(f"`{r.name}`" for r in inputs.variants) + " |",
+             "|---|" + "---|" * len(inputs.variants)]
+    for key in keys:
+        lines.append(_row(key, [setting_cell(firsts[r.name], key) if firsts[r.name] else "-"
+                                for r in inputs.variants]))
+    for label in sorted({s for r in inputs.variants for s in r.trainings}, key=lambda s: int(s.split("-")[1])):
+        cells = []
+        for r in inputs.variants:
+            t = r.trainings.get(label)
+            metric = (t or {}).get("selection_metric", "")
+            best = (t or {}).get("best_dev", {}).get(metric.split(".")[-1])
+            cells.append(f"{t.get('selected_step')} of {t.get('total_steps')}" + (f" ({fmt(best)})" if best is not None
+                                                                                   else "") if t else "-")
+        lines.append(_row(f"selected step, {label} (dev score)", cells))
+    return lines
+
+
+def environment_line(inputs: ReportInputs) -> str:
+    """Hardware and library versions, once (they are the same for every variant of one run)."""
+    envs = {json.dumps(t.get("environment", {}), sort_keys=True): t for r in inputs.variants
+            for t in r.trainings.values()}
+    parts = []
+    for t in envs.values():
+        env = t.get("environment", {})
+        parts.append(f"{env.get('gpu') or env.get('cpu')}; {t.get('processes', 1)} process(es); torch "
+                     f"{env.get('torch')}, CUDA {env.get('cuda') or '-'}, transformers {env.get('transformers')}, "
+                     f"Python {env.get('python')}")
+    return "Hardware and libraries: " + " / ".join(parts) + "." if parts else ""
+
+
+def provenance_section(inputs: ReportInputs) -> list[str]:
     lines = ["## Provenance", "",
-             f"Code: commit `{commit}` ({dirty}; generated reports excluded). Every number above is in "
-             "[metrics.json](metrics.json); wall times per stage are in [timings.json](timings.json).", "",
-             "### Input files", "", "| Source | File | From | Revision | sha256 | Rows |", "|---|---|---|---|---|---:|"]
+             f"{code_line(inputs)} Every number above is in [metrics.json](metrics.json); wall times per stage "
+             "are in [timings.json](timings.json).", ""]
+    if inputs.variants:
+        selection = sorted({SELECTION_LABEL.get(m, m) for r in inputs.variants
+                            for m in (t.get("selection_metric") for t in r.trainings.values()) if m})
+        lines += ["What ran: the settings each variant changes from params.yaml, precision and determinism as "
+                  "executed (the requested value beside it when it differs), and the step each seed kept "
+                  f"(selection by {' or '.join(selection) or 'KorSTS dev'}; the untrained step 0 is never "
+                  "eligible). Every other setting is params.yaml's.", ""]
+        lines += settings_table(inputs) + ["", environment_line(inputs), ""]
+    body = ["Input files:", "", "| Source | File | From | Revision | sha256 | Rows |", "|---|---|---|---|---|---:|"]
     for key in sorted(inputs.data_manifest):
         f = inputs.data_manifest[key]
         pin = "" if f.get("sha256_pinned") else " (recorded, not pinned)"
-        lines.append(f"| {key} | `{f['file']}` | {source_label(f['source'])} | {f.get('revision') or '-'} | "
-                     f"`{f['sha256']}`{pin} | {f.get('rows', '-')} |")
-    lines += ["", "### Base models", "", "| Model | From | Requested revision | Resolved commit | Weights sha256 |",
-              "|---|---|---|---|---|"]
+        body.append(f"| {key} | `{f['file']}` | {source_label(f['source'])} | {f.get('revision') or '-'} | "
+                    f"`{f['sha256']}`{pin} | {f.get('rows', '-')} |")
+    body += ["", "Base models:", "", "| Model | From | Requested revision | Resolved commit | Weights sha256 |",
+             "|---|---|---|---|---|"]
     for slug in sorted(inputs.models_manifest):
         m = inputs.models_manifest[slug]
         warn = "" if m.get("pinned") else " ⚠ branch or tag, not a pinned commit"
         source = "local folder" if is_local_record(m) else m.get("source")
-        lines.append(f"| {_base_label(inputs, slug)} | {source} | {m.get('revision') or '-'}{warn} | "
-                     f"{m.get('commit') or '-'} | `{m.get('files', {}).get('model.safetensors', '-')}` |")
-    lines += compared_provenance(inputs)
+        body.append(f"| {_base_label(inputs, slug)} | {source} | {m.get('revision') or '-'}{warn} | "
+                    f"{m.get('commit') or '-'} | `{m.get('files', {}).get('model.safetensors', '-')}` |")
+    body += compared_provenance(inputs)
     wiki, nli = inputs.train_manifests.get("wiki") or {}, inputs.train_manifests.get("nli") or {}
-    lines += [""]
+    body += [""]
     if wiki:
-        lines.append(f"Unsupervised data: {describe_data(wiki)}.")
+        body.append(f"Unsupervised data: {describe_data(wiki)}.")
         if wiki.get("blank_lines_skipped"):
-            lines.append(blank_lines_note(wiki["sentences"], wiki["blank_lines_skipped"]))
+            body.append(blank_lines_note(wiki["sentences"], wiki["blank_lines_skipped"]))
     if nli:
-        lines.append(f"Supervised data: {describe_data(nli)}.")
-    lines.append("")
-    for result in inputs.variants:
-        lines += [f"### {label_of(result.name)} (`{result.name}`)", ""]
-        first = next(iter(result.trainings.values()), {})
-        cfg = shown_config(first)
-        env = first.get("environment", {})
-        for label, training in result.trainings.items():
-            metric = training.get("selection_metric", "")
-            best = training.get("best_dev", {}).get(metric.split(".")[-1])
-            best_text = f" = {fmt(best)}" if best is not None else ""
-            lines.append(f"- {label}: selected step {training.get('selected_step')} of {training.get('total_steps')} "
-                         f"by {SELECTION_LABEL.get(metric, metric)}{best_text}")
-        deterministic = "deterministic kernels" if cfg.get("deterministic") else "default (fast) kernels"
-        mode = "CPU (deterministic)" if first.get("device") == "cpu" else f"CUDA, {deterministic}"
-        lines += [f"- Hardware: {env.get('gpu') or env.get('cpu')}; {first.get('processes', 1)} process(es); "
-                  f"{mode}; torch {env.get('torch')}, CUDA {env.get('cuda') or '-'}, "
-                  f"transformers {env.get('transformers')}, Python {env.get('python')}", ""]
-        lines += ["| Param | Value |", "|---|---|"]
-        for key in sorted(cfg):
-            lines.append(f"| {key} | `{cfg[key]}` |")
-        lines += ["", "| DVC stage | Output | md5 (dvc.lock) |", "|---|---|---|"]
-        for stage in (f"tokenize@{result.name}", f"train@{result.name}", f"evaluate@{result.name}"):
-            for path, md5 in _lock_outs(inputs, stage):
-                lines.append(f"| {stage} | `{path}` | `{md5}` |")
-        lines.append("")
+        body.append(f"Supervised data: {describe_data(nli)}.")
+    lines += details("Input files, base models and data", body)
+    outs = [f"| {stage} | `{path}` | `{md5}` |" for r in inputs.variants
+            for stage in (f"tokenize@{r.name}", f"train@{r.name}", f"evaluate@{r.name}")
+            for path, md5 in _lock_outs(inputs, stage)]
+    if outs:
+        lines += details("DVC outputs (md5 from dvc.lock)", ["| DVC stage | Output | md5 |", "|---|---|---|"] + outs)
     return lines
 
 
@@ -549,7 +682,8 @@ def encoder_rows(inputs: ReportInputs) -> list[EncoderRow]:
     rows = []
     for r in inputs.variants:
         pooler = next(iter(r.trainings.values()), {}).get("config", {}).get("pooler", "cls")
-        rows.append(EncoderRow(f"{label_of(r.name)} (`{r.name}`)", ENCODER_GROUPS[0],
+        label = inputs.label(r.name) if inputs.label(r.name) == r.name else f"{inputs.label(r.name)} (`{r.name}`)"
+        rows.append(EncoderRow(label, ENCODER_GROUPS[0],
                                embedding_text({"pooling": pooler}), "-", r.metrics))
     for variant, block in inputs.published.items():
         record = inputs.published_manifest.get("checkpoints", {}).get(variant)
@@ -579,16 +713,15 @@ def encoders_section(inputs: ReportInputs, figure: str | None = None) -> list[st
              "evaluated them. Rows are sorted by KorSTS-test AVG. A model "
              "with *STS training data* saw KorSTS (or KLUE-STS) training pairs, so its rows are not comparable with "
              "unsupervised ones.", ""]
-    for bench, (_, title) in BENCHMARKS.items():
-        lines += [f"### {title}", "",
-                  "| Model | Kind | Embedding | STS training data | " + " | ".join(COLUMN_TITLES) + " |",
-                  "|---|---|---|---|" + "---:|" * len(COLUMN_TITLES)]
-        for row in rows:
-            lines.append(_row(row.label, [row.group, row.embedding, row.sts_train]
-                              + [value_cell(row.metrics[bench], k) for k in KEYS]))
-        lines.append("")
     if figure:
         lines += [f"![AVG with 95% intervals per model, both benchmarks]({figure})", ""]
+    for bench, (_, title) in BENCHMARKS.items():
+        table = ["| Model | Kind | Embedding | STS training data | " + " | ".join(COLUMN_TITLES) + " |",
+                 "|---|---|---|---|" + "---:|" * len(COLUMN_TITLES)]
+        for row in rows:
+            table.append(_row(row.label, [row.group, row.embedding, row.sts_train]
+                              + [value_cell(row.metrics[bench], k) for k in KEYS]))
+        lines += details(f"{title}: every model, every column", table)
     return lines
 
 
@@ -607,59 +740,156 @@ def draw_encoder_figure(inputs: ReportInputs, folder: Path, rel: str = "figures"
                        row.metrics[bench].get("avg_ci_high", row.metrics[bench]["avg"])) for row in rows]
               for bench, (_, title) in BENCHMARKS.items()}
     title = ENCODERS_TITLE + (" († trained on STS data)" if any(r.sts_train != "-" for r in rows) else "")
+    if inputs.standin:
+        title = f"{inputs.standin}: {title}"
     plots.ranked_avgs(folder / "encoders.png", title, panels,
                       [g for g in ENCODER_GROUPS if any(r.group == g for r in rows)])
     return f"{rel}/encoders.png"
 
 
-def summary_lines(inputs: ReportInputs, improvements: dict) -> list[str]:
-    """One row per variant: base model, data, recipe, AVG (the card's), and AVG trained − untrained."""
+# --- the opening: verdict, headline table, legend -------------------------------------
+
+HEADLINE_KEYS = ("avg", "cosine_spearman")
+HEADLINE_TITLES = {"avg": "AVG", "cosine_spearman": "Cosine Spearman"}
+DOT_KEYS = ("dot_pearson", "dot_spearman")
+
+
+def signed(x: float) -> str:
+    return f"{x:+.2f}"
+
+
+def base_alias(inputs: ReportInputs, result: VariantResult) -> str:
+    """The legend alias of the base model a variant was trained from."""
+    first = next(iter(result.trainings.values()), {})
+    if first.get("base_model"):
+        return model_alias(first["base_model"])
+    slug = base_model_slug(inputs, result)
+    return _base_label(inputs, slug) if slug else str(first.get("config", {}).get("model", "-"))
+
+
+def untrained_block(inputs: ReportInputs, result: VariantResult) -> dict | None:
+    """The untrained base model's metrics of a variant (None without a baseline)."""
+    slug = base_model_slug(inputs, result)
+    return inputs.baseline.get(slug) if slug else None
+
+
+def reference_cell(inputs: ReportInputs, improvements: dict, result: VariantResult, bench: str, key: str) -> str:
+    """Headline cell beside ours: the card's value (Δ ours − card) in a reproduction; in a stand-in run
+    the untrained base model's value (Δ trained − untrained [95% paired interval])."""
+    if inputs.standin:
+        base = untrained_block(inputs, result)
+        diff = improvements.get(result.name, {}).get(bench, {}).get(key)
+        if base is None:
+            return "-"
+        return fmt(base[bench][key]) + (f" ({difference_cell(diff)})" if diff else "")
+    card = card_for(inputs, bench, result.name)
+    return f"{fmt(card[key])} ({card_delta_cell(result.metrics[bench], card, key)})" if card else "-"
+
+
+def headline_table(inputs: ReportInputs, improvements: dict) -> list[str]:
+    """The report's first table: per variant and benchmark, AVG and cosine Spearman with intervals,
+    beside the card (reproduction) or the untrained model (stand-in run). Seven columns."""
     if not inputs.variants:
         return []
-    titles = [title for _, title in BENCHMARKS.values()]
-    head = "| Variant | Base model | Training data | Recipe | " + " | ".join(f"{t} AVG (card)" for t in titles)
-    rule = "|---|---|---|---|" + "---:|" * len(titles)
-    if improvements:
-        head += " | " + " | ".join(f"{t}: trained − untrained" for t in titles)
-        rule += "---:|" * len(titles)
-    lines = [head + " |", rule]
+    ours, ref = ("trained", "untrained (Δ [95% CI])") if inputs.standin else ("ours", "card (Δ)")
+    head = ["Variant", "Base model", "Benchmark"]
+    for key in HEADLINE_KEYS:
+        head += [f"{HEADLINE_TITLES[key]}: {ours} [95% CI]", f"{HEADLINE_TITLES[key]}: {ref}"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * 2 * len(HEADLINE_KEYS)]
     for r in inputs.variants:
-        cfg = shown_config(next(iter(r.trainings.values()), {}))
-        manifest = inputs.train_manifests.get(cfg.get("data")) or {"kind": cfg.get("data")}
-        data = DATA_NAMES.get(data_from(manifest), "-") if cfg.get("data") else "-"
-        cells = []
-        for bench in BENCHMARKS:
-            card = card_values(bench, r.name)
-            cells.append(f"{value_cell(r.metrics[bench], 'avg')} ({fmt(card['avg']) if card else '-'})")
-        if improvements:
-            cells += [difference_cell(improvements[r.name][b]["avg"]) if b in improvements.get(r.name, {}) else "-"
-                      for b in BENCHMARKS]
-        lines.append(f"| {label_of(r.name)} | {cfg.get('model', '-')} | {data} | {cfg.get('recipe', '-')} | "
-                     + " | ".join(cells) + " |")
+        for bench, (_, title) in BENCHMARKS.items():
+            cells = [base_alias(inputs, r), title]
+            for key in HEADLINE_KEYS:
+                cells += [interval_cell(r.metrics[bench], key), reference_cell(inputs, improvements, r, bench, key)]
+            lines.append(_row(inputs.label(r.name), cells))
     return lines + [""]
 
 
-def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons: dict,
-           improvements: dict | None = None, encoder_figure: str | None = None) -> str:
-    """The report markdown; ``improvements`` is :func:`baseline_differences`, ``encoder_figure``
-    :func:`draw_encoder_figure`."""
-    improvements = improvements or {}
-    lines = ["# SimCSE-KO reproduction", ""]
+def _card_clause(inputs: ReportInputs, result: VariantResult, bench: str) -> str | None:
+    block, card = result.metrics[bench], card_for(inputs, bench, result.name)
+    if not card:
+        return None
+    where = ""
+    if "avg_ci_low" in block:
+        inside = block["avg_ci_low"] <= card["avg"] <= block["avg_ci_high"]
+        where = f", the card's value {'inside' if inside else 'outside'} our 95% interval"
+    return (f"{inputs.label(result.name)} AVG {fmt(block['avg'])} against the card's {fmt(card['avg'])} "
+            f"(Δ {signed(block['avg'] - card['avg'])}{where})")
+
+
+def _gain_clause(inputs: ReportInputs, improvements: dict, result: VariantResult, bench: str) -> str:
+    diff = improvements.get(result.name, {}).get(bench)
+    if not diff:
+        return f"`{result.name}` AVG {interval_cell(result.metrics[bench], 'avg')} (no untrained baseline)"
+    return (f"`{result.name}` {signed(diff['avg']['diff'])} [{fmt(diff['avg']['ci_low'])}, "
+            f"{fmt(diff['avg']['ci_high'])}] ({signed(dot_gain(diff))}, {signed(diff['cosine_spearman']['diff'])})")
+
+
+def dot_gain(diff: dict) -> float:
+    """Mean trained − untrained of the two dot-product columns (they move most: unnormalised embeddings)."""
+    return float(np.mean([diff[k]["diff"] for k in DOT_KEYS]))
+
+
+def _carried_by_dot(inputs: ReportInputs, improvements: dict, bench: str) -> str:
+    diffs = [improvements[r.name][bench] for r in inputs.variants if bench in improvements.get(r.name, {})]
+    if diffs and all(dot_gain(d) > d["avg"]["diff"] > d["cosine_spearman"]["diff"] for d in diffs):
+        return "; in every variant the dot-product columns gain more than AVG and cosine Spearman less"
+    return ""
+
+
+def verdict_lines(inputs: ReportInputs, improvements: dict) -> list[str]:
+    """One sentence per benchmark: how close to the card (reproduction), or what training changed and
+    which columns carry that change (stand-in run, after a sentence on what the run is and is not)."""
+    if not inputs.variants:
+        return ["No variant has results yet.", ""]
+    lines = [STANDIN_VERDICT[inputs.kind], ""] if inputs.standin else []
+    for bench, (_, title) in BENCHMARKS.items():
+        if inputs.standin:
+            parts = [_gain_clause(inputs, improvements, r, bench) for r in inputs.variants]
+            lead = ("AVG trained − untrained [95% CI] (mean of the two dot-product columns, cosine Spearman)"
+                    + _carried_by_dot(inputs, improvements, bench))
+        else:
+            parts = [c for c in (_card_clause(inputs, r, bench) for r in inputs.variants) if c]
+            lead = "ours against the card"
+        text = "; ".join(parts) if parts else "no variant reproduces one of the card's rows"
+        lines.append(f"- {title}, {lead}: {text}.")
+    return lines + [""]
+
+
+def legend_lines(inputs: ReportInputs) -> list[str]:
+    """The models' short names, each defined once with its weights hash or commit."""
+    entries = []
+    for slug in sorted(inputs.models_manifest):
+        record = inputs.models_manifest[slug]
+        at = f" at commit `{record['commit'][:12]}`" if record.get("commit") and not is_local_record(record) else ""
+        entries.append(f"`{model_alias(record)}` = {model_label(record)}{at}")
+    if not entries:
+        return []
+    return ["Base models (their names in every table below): " + "; ".join(entries) + ".", ""]
+
+
+def opening(inputs: ReportInputs, improvements: dict) -> list[str]:
+    """Title, note, verdict, headline table, what the numbers and bold mean, the legend."""
+    lines = [f"# {TITLES[inputs.kind]}", ""]
     if inputs.note:
         lines += [f"> {inputs.note}", ""]
-    trained = ", ".join(f"`{r.name}`" for r in inputs.variants) or "none yet"
-    lines += [f"Variants with results: {trained}. Model card being reproduced: "
-              "`snumin44/simcse-ko-bert-unsupervised` and its three siblings (SimCSE on klue/bert-base and "
-              "klue/roberta-base; unsupervised on a Korean Wikipedia corpus, supervised on KorNLI).", ""]
-    lines += summary_lines(inputs, improvements)
-    if improvements:
-        lines += ["Trained − untrained: AVG of the variant minus AVG of its untrained base model on the same pairs, "
-                  "[95% paired bootstrap interval]; bold when the interval excludes 0.", ""]
-    lines += deviations_lines(inputs)
-    bold = " **Bold** Δ: the card's value lies outside our interval." if any(
-        card_row(r.name) for r in inputs.variants) else ""
-    lines += ["Values are x100. `±` is the half-width of a 95% paired bootstrap interval "
-              f"({inputs.bootstrap.resamples} resamples of the pairs, seed {inputs.bootstrap.seed}).{bold}", ""]
+    lines += verdict_lines(inputs, improvements) + headline_table(inputs, improvements)
+    ref = ("Δ: trained − untrained on the same pairs" if inputs.standin else "Δ: ours − the card's value")
+    lines += [f"Values are x100; [low, high] is a 95% paired bootstrap interval ({inputs.bootstrap.resamples} "
+              f"resamples of the pairs, seed {inputs.bootstrap.seed}); `±` in the long tables is its half-width. "
+              f"{ref}. {BOLD_NOTE}", ""]
+    lines += legend_lines(inputs)
+    lines += ["Model card: `snumin44/simcse-ko-bert-unsupervised` and its three siblings (SimCSE on klue/bert-base "
+              "and klue/roberta-base; unsupervised on a Korean Wikipedia corpus, supervised on KorNLI).", ""]
+    return lines + deviations_lines(inputs)
+
+
+def render(inputs: ReportInputs, figures: dict[str, list[Figure]], comparisons: dict,
+           improvements: dict | None = None, encoder_figure: str | None = None) -> str:
+    """The report markdown; ``figures`` is :func:`draw_figures`, ``improvements``
+    :func:`baseline_differences`, ``encoder_figure`` :func:`draw_encoder_figure`."""
+    improvements = improvements or {}
+    lines = opening(inputs, improvements)
     for bench, (_, title) in BENCHMARKS.items():
         lines += [f"## {title}", ""] + benchmark_table(inputs, bench) + [""]
     lines += improvement_section(inputs, improvements)
@@ -667,32 +897,98 @@ def render(inputs: ReportInputs, figures: dict[str, dict[str, str]], comparisons
     lines += seed_section(inputs)
     lines += protocol_section(inputs)
     lines += published_section(inputs, comparisons)
+    # the section on models that could not be evaluated (compare/published manifests' "failed") goes here
     lines += encoders_section(inputs, encoder_figure)
-    lines += figures_section(figures)
+    lines += figures_section(inputs, figures)
     lines += provenance_section(inputs)
     lines += ["## References", ""] + [f"- {c}" for c in CITATIONS] + [""]
     return "\n".join(lines)
 
 
-def draw_figures(inputs: ReportInputs, folder: Path, rel: str = "figures") -> dict[str, dict[str, str]]:
-    """Draw every figure into ``folder``; return {variant: {caption: relative path}}."""
+# --- figures --------------------------------------------------------------------------
+
+#: fewer dev evaluations than this (step 0 included) get a sentence, not a plot
+MIN_DEV_POINTS = 3
+
+
+def figure_title(inputs: ReportInputs, text: str) -> str:
+    """A figure's title; a stand-in run's says so first, so no figure can pass for the card's."""
+    return f"{inputs.standin}: {text}" if inputs.standin else text
+
+
+def dev_points(history: list[dict], selected_step: int, metric: str) -> tuple[dict | None, list[dict], dict | None]:
+    """Split one seed's dev history: (the untrained step-0 evaluation or None, the evaluations during
+    training, the selected evaluation or None when its step was not evaluated).
+
+    Raises:
+        ValueError: the record selects step 0, the untrained model, which is never eligible.
+    """
+    if selected_step == 0:
+        raise ValueError("the record selects step 0 (the untrained model), which is never eligible")
+    untrained = next((h for h in history if h["step"] == 0), None)
+    during = [h for h in history if h["step"] != 0]
+    return untrained, during, next((h for h in during if h["step"] == selected_step), None)
+
+
+def dev_figure(inputs: ReportInputs, r: VariantResult, folder: Path, rel: str) -> Figure | None:
+    """The KorSTS dev curve of a variant (step 0 = untrained, the selected step marked), or a sentence
+    when there are fewer than :data:`MIN_DEV_POINTS` evaluations."""
     from pipeline import plots
 
-    figures: dict[str, dict[str, str]] = {}
+    histories = {s: t["dev_history"] for s, t in r.trainings.items() if t.get("dev_history")}
+    if not histories:
+        return None
+    metric = next(iter(r.trainings.values()))["selection_metric"].split(".")[-1]
+    name = metric.replace("_", " ")
+    label = inputs.label(r.name)
+    caption = f"KorSTS dev {name} per evaluation (step 0: untrained), selected step marked — {label}"
+    runs = {s: dev_points(h, r.trainings[s]["selected_step"], metric) for s, h in histories.items()}
+    if max(len(h) for h in histories.values()) < MIN_DEV_POINTS:
+        said = "; ".join(f"{s}: " + ", ".join(f"step {h['step']} {fmt(h[metric])}" for h in histories[s])
+                         + f" (step {r.trainings[s]['selected_step']} selected)" for s in histories)
+        return Figure(caption, sentence=f"too few evaluations to plot; KorSTS dev {name} at {said}.")
+    plots.dev_curve(folder / f"dev_{r.name}.png", figure_title(inputs, f"KorSTS dev during training — {label}"),
+                    runs, metric)
+    return Figure(caption, f"{rel}/dev_{r.name}.png")
+
+
+def interval_figure(inputs: ReportInputs, r: VariantResult, folder: Path, rel: str) -> Figure:
+    """Untrained → trained (→ card in a reproduction), AVG and cosine Spearman with 95% intervals."""
+    from pipeline import plots
+
+    base = untrained_block(inputs, r)
+    panels, with_card = {}, False
+    for bench, (_, title) in BENCHMARKS.items():
+        card = card_for(inputs, bench, r.name)
+        with_card |= card is not None
+        rows = {}
+        for key in HEADLINE_KEYS:
+            points = [("untrained", base[bench])] if base else []
+            points += [("trained", r.metrics[bench])] + ([("card", {key: card[key]})] if card else [])
+            rows[HEADLINE_TITLES[key]] = [(name, b[key], b.get(f"{key}_ci_low", b[key]), b.get(f"{key}_ci_high", b[key]))
+                                          for name, b in points]
+        panels[title] = rows
+    steps = " → ".join((["untrained"] if base else []) + ["trained"] + (["card"] if with_card else []))
+    label = inputs.label(r.name)
+    plots.intervals(folder / f"intervals_{r.name}.png", figure_title(inputs, f"{steps} — {label}"), panels)
+    return Figure(f"{steps}, AVG and cosine Spearman with 95% intervals — {label}", f"{rel}/intervals_{r.name}.png")
+
+
+def draw_figures(inputs: ReportInputs, folder: Path, rel: str = "figures") -> dict[str, list[Figure]]:
+    """Draw every figure into ``folder``; return {variant: [Figure]}."""
+    from pipeline import plots
+
+    figures: dict[str, list[Figure]] = {}
     for r in inputs.variants:
-        label = label_of(r.name)
-        figs: dict[str, str] = {}
+        label = inputs.label(r.name)
+        figs = [interval_figure(inputs, r, folder, rel)]
         if any(r.curves.values()):
-            plots.training_curves(folder / f"training_{r.name}.png", f"Training loss and learning rate — {label}",
-                                  r.curves)
-            figs[f"Training loss and learning rate per step — {label}"] = f"{rel}/training_{r.name}.png"
-        histories = {s: t.get("dev_history", []) for s, t in r.trainings.items() if t.get("dev_history")}
-        if histories:
-            metric = next(iter(r.trainings.values()))["selection_metric"].split(".")[-1]
-            plots.dev_curve(folder / f"dev_{r.name}.png", f"KorSTS dev during training — {label} "
-                            f"(selection: {metric.replace('_', ' ')})", histories,
-                            {s: r.trainings[s]["selected_step"] for s in histories}, metric)
-            figs[f"KorSTS dev score per evaluation, selected checkpoint marked — {label}"] = f"{rel}/dev_{r.name}.png"
+            plots.training_curves(folder / f"training_{r.name}.png",
+                                  figure_title(inputs, f"Training loss and learning rate — {label}"), r.curves)
+            figs.append(Figure(f"Training loss and learning rate per step — {label}", f"{rel}/training_{r.name}.png"))
+        dev = dev_figure(inputs, r, folder, rel)
+        if dev:
+            figs.append(dev)
         first = next(iter(r.predictions.values()), {})
         panels = {}
         for bench, path in first.items():
@@ -701,17 +997,10 @@ def draw_figures(inputs: ReportInputs, folder: Path, rel: str = "figures") -> di
                 panels[BENCHMARKS[bench][1]] = (gold, scores["cosine"])
         if panels:
             seed = next(iter(r.predictions))
-            plots.scatter(folder / f"scatter_{r.name}.png", f"Gold score vs predicted cosine — {label} ({seed})",
-                          panels)
-            figs[f"Gold score vs predicted cosine similarity — {label}"] = f"{rel}/scatter_{r.name}.png"
-        bar_panels = {}
-        for bench, (_, title) in BENCHMARKS.items():
-            block = r.metrics[bench]
-            ci = {k: (block[f"{k}_ci_low"], block[f"{k}_ci_high"]) for k in KEYS} if "avg_ci_low" in block else None
-            bar_panels[title] = ({k: block[k] for k in KEYS}, card_values(bench, r.name), ci)
-        versus = " vs the card" if card_row(r.name) else ""
-        plots.bars(folder / f"bars_{r.name}.png", f"The card's columns, ours{versus} — {label}", bar_panels)
-        figs[f"AVG and the eight columns, ours{versus} — {label}"] = f"{rel}/bars_{r.name}.png"
+            plots.scatter(folder / f"scatter_{r.name}.png",
+                          figure_title(inputs, f"Gold score vs predicted cosine — {label} ({seed})"), panels)
+            figs.append(Figure(f"Gold score vs predicted cosine similarity, r and ρ — {label}",
+                               f"{rel}/scatter_{r.name}.png"))
         figures[r.name] = figs
     return figures
 

@@ -110,7 +110,7 @@ def load_variant(settings: TrainSettings, *, variant: str, model: str, data: str
     """
     import torch
 
-    from pipeline.devices import announce, require_device
+    from pipeline.devices import announce, executed_settings, require_device
     from pipeline.provenance import environment
     from pipeline.tokens import TokenColumn
 
@@ -138,6 +138,7 @@ def load_variant(settings: TrainSettings, *, variant: str, model: str, data: str
                        "weights_sha256": base_record["files"].get("model.safetensors")},
         "seeds": list(seeds), "processes": info.world, "device": str(device.type),
         "environment": environment(), "data": meta["data_manifest"],
+        "executed": executed_settings(settings.precision, settings.deterministic, device),
     }
     dumps_json({**common, "config": record_config})  # not JSON-serialisable: fail now, not after training
     return VariantInputs(info=info, device=device, model_dir=model_dir, base_record=base_record, meta=meta,

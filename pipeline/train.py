@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from pipeline import distributed as D
 from pipeline.atomic import write_json
+from pipeline.devices import autocast_dtype  # defined beside executed_settings, which reports read
 from pipeline.errors import UserError
 from pipeline.loss import simcse_loss
 from pipeline.modeling import SentenceEncoder, collate, encode_ids, load_encoder, pad_token_id, save_model
@@ -464,13 +465,6 @@ class TrainResult:
     setting_changes: list[dict] = field(default_factory=list)
     #: no dev evaluation gave a finite selection score: the last step was kept
     no_finite_dev: bool = False
-
-
-def autocast_dtype(precision: str, device: torch.device):
-    """Autocast dtype for ``precision`` on ``device`` (CPU always runs fp32)."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 def _describe_changes(changes: dict) -> str:

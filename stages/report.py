@@ -19,8 +19,9 @@ from pathlib import Path
 
 from pipeline.atomic import atomic_dir, write_json, write_text
 from pipeline.card import card_order
-from pipeline.errors import cli_entry
-from pipeline.params import Params, check_sections, eval_settings
+from pipeline.errors import UserError, cli_entry
+from pipeline.params import Params, check_choice, check_sections, eval_settings
+from pipeline.report import STANDIN
 from pipeline.provenance import code_version
 
 
@@ -31,7 +32,20 @@ def read_params(params: Params) -> dict:
     _, _, bootstrap = eval_settings(params)
     note = params.get("report_note") or ""
     sections = check_sections(params.source, "report_sections", params.get("report_sections"))
-    return {"variants": ordered, "bootstrap": bootstrap, "note": str(note).strip(), "sections": sections}
+    kind = check_choice(params.source, "report_kind", params.get("report_kind", "reproduction"), STANDIN)
+    return {"variants": ordered, "bootstrap": bootstrap, "note": str(note).strip(), "sections": sections,
+            "kind": kind, "code": report_code(params), "overrides": {n: params.variant(n) for n in names}}
+
+
+def report_code(params: Params) -> dict | None:
+    """Param ``report_code`` ({commit, dirty}: the repository commit that built a smoke or rehearsal
+    project), or None when it is empty (the report then names this checkout's commit)."""
+    code = params.get("report_code", None) or None
+    if code is not None and (not isinstance(code, dict) or not isinstance(code.get("commit"), str)
+                             or not isinstance(code.get("dirty"), bool)):
+        raise UserError(f"{params.source}: report_code = {code!r}: expected {{}} or {{commit: <sha>, dirty: "
+                        "true|false}} (make smoke and make rehearsal write it)")
+    return code
 
 
 def build(cfg: dict, args: argparse.Namespace) -> Path:
@@ -40,8 +54,8 @@ def build(cfg: dict, args: argparse.Namespace) -> Path:
     inputs = report.collect(
         variants=cfg["variants"], metrics_dir=args.metrics, eval_dir=args.eval, models_dir=args.models,
         live_dir=args.live, raw_dir=args.raw, data_models_dir=args.data_models, train_dir=args.train,
-        lock_path=Path("dvc.lock"), code=code_version("."), note=cfg["note"], bootstrap=cfg["bootstrap"],
-        sections=cfg["sections"])
+        lock_path=Path("dvc.lock"), code=cfg["code"] or code_version("."), note=cfg["note"],
+        bootstrap=cfg["bootstrap"], sections=cfg["sections"], kind=cfg["kind"], overrides=cfg["overrides"])
     comparisons = report.published_differences(inputs)
     improvements = report.baseline_differences(inputs)
     out: Path = args.out

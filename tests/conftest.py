@@ -100,3 +100,11 @@ def parse_tables(markdown: str) -> dict[str, list[list[str]]]:
         elif line.startswith("|") and section and not set(line) <= set("|-: "):
             tables.setdefault(section, []).append([c.strip() for c in line.strip("|").split("|")])
     return tables
+
+
+
+def headline_rows(markdown: str) -> list[list[str]]:
+    """Rows (header first) of the report's headline: the first table, above any `<details>` or `## `."""
+    opening = markdown.split("\n## ")[0].split("<details>")[0]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in opening.splitlines()
+            if line.startswith("|") and not set(line) <= set("|-: ")]

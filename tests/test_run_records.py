@@ -86,5 +86,14 @@ def test_report_and_model_card_show_no_absolute_path(trained):
         assert str(root) not in shown
         assert label in shown
     assert "base_model:" not in card  # the hub field takes a hub id only
-    assert f"| {label} — untrained baseline |" in text
+    assert text.count(label) == 1  # defined once, in the legend; tables use the short name
+    assert "| my-encoder — untrained baseline |" in text
     assert "| korsts_test | `korsts_test.tsv` | local file sts-test.tsv |" in text
+
+
+def test_the_record_says_what_ran_on_the_cpu(trained):
+    """A CPU run records fp32 and deterministic kernels as executed, whatever precision it requested
+    (the report shows this beside the requested value)."""
+    _, training, _ = trained
+    assert training["device"] == "cpu"
+    assert training["executed"] == {"precision": "fp32", "deterministic": True}
