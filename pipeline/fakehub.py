@@ -218,3 +218,22 @@ def hub_env(endpoint: str, home: Path | str) -> dict[str, str]:
     """Environment that sends huggingface_hub and transformers to ``endpoint``, caching under ``home``."""
     return {"HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_HOME": str(home),
             "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+@contextlib.contextmanager
+def pointed_at(endpoint: str) -> Iterator[None]:
+    """Send this process's huggingface_hub to ``endpoint`` for the duration (tests calling pipeline.hub
+    in-process): it reads HF_ENDPOINT and HF_HUB_OFFLINE once, at import, so :func:`hub_env` only reaches
+    subprocesses."""
+    from huggingface_hub import constants
+
+    names = ("ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE", "HF_HUB_OFFLINE")
+    saved = {name: getattr(constants, name) for name in names}
+    constants.ENDPOINT = endpoint
+    constants.HUGGINGFACE_CO_URL_TEMPLATE = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    constants.HF_HUB_OFFLINE = False
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(constants, name, value)

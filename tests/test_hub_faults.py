@@ -8,6 +8,7 @@ Timeouts and backoffs are made small through the module constants.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from pathlib import Path
@@ -57,16 +58,11 @@ def client(tmp_path, monkeypatch):
     return sleeps
 
 
-def _serve(files, faults, monkeypatch):
-    """Enter the loopback hub for ``files`` with ``faults``; HF_ENDPOINT points there for the test."""
-    import huggingface_hub.constants as constants
-
-    server = fakehub.serve({REPO: (COMMIT, files)}, faults)
-    url = server.__enter__()
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # tests/conftest.py sets HF_HUB_OFFLINE=1
-    monkeypatch.setattr(constants, "ENDPOINT", url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
-    return server
+@contextlib.contextmanager
+def _serve(files, faults):
+    """The loopback hub for ``files`` with ``faults``, this process's huggingface_hub pointed at it."""
+    with fakehub.serve({REPO: (COMMIT, files)}, faults) as url, fakehub.pointed_at(url):
+        yield
 
 
 @pytest.fixture
@@ -95,11 +91,8 @@ def test_retry_waits_bound():
 
 def test_stalled_model_info_times_out_and_is_retried_once(files, client, monkeypatch, capsys):
     faults = fakehub.Faults(stall={f"GET api {REPO}": 1}, stall_s=STALL)
-    server = _serve(files, faults, monkeypatch)
-    try:
+    with _serve(files, faults):
         commit, listing = hub.repo_listing(REPO, "main")
-    finally:
-        server.__exit__(None, None, None)
     assert commit == COMMIT and sorted(listing) == sorted(files)
     assert faults.seen[f"GET api {REPO}"] == 2  # the stalled one, cut by the timeout, and one retry
     assert client == [BACKOFF]
@@ -109,12 +102,9 @@ def test_stalled_model_info_times_out_and_is_retried_once(files, client, monkeyp
 
 def test_a_hub_that_always_stalls_ends_in_one_line_within_the_bound(files, client, monkeypatch, capfd):
     faults = fakehub.Faults(stall={f"GET api {REPO}": 99}, stall_s=STALL)
-    server = _serve(files, faults, monkeypatch)
-    try:
+    with _serve(files, faults):
         with pytest.raises(UserError) as info:
             hub.repo_listing(REPO, "main", retries=2)
-    finally:
-        server.__exit__(None, None, None)
     assert str(info.value) == (f"{REPO}@main: cannot reach the Hugging Face hub after 3 attempts (ReadTimeout: "
                                "timed out); check the network or proxy, retry later, or pass a local folder")
     assert faults.seen[f"GET api {REPO}"] == 3
@@ -132,11 +122,8 @@ def test_redirected_large_file_survives_a_stall_and_a_reset(files, client, monke
     """
     cdn_get = "GET cdn model.safetensors"
     faults = fakehub.Faults(redirect_from=len(files["model.safetensors"]), stall={cdn_get: 1}, reset={cdn_get: 1}, stall_s=STALL)
-    server = _serve(files, faults, monkeypatch)
-    try:
+    with _serve(files, faults):
         record = hub.fetch_model(REPO, COMMIT, tmp_path / "out")
-    finally:
-        server.__exit__(None, None, None)
     weights = files["model.safetensors"]
     assert record["commit"] == COMMIT
     assert record["files"]["model.safetensors"] == hashlib.sha256(weights).hexdigest()
@@ -158,11 +145,8 @@ def test_a_stalled_head_is_not_retried_inside_hf_hub_download(files, client, mon
     here that second HEAD is one plain request with our timeout, and the attempt fails into our retry."""
     head = "HEAD resolve config.json"
     faults = fakehub.Faults(stall={head: 2}, stall_s=STALL)
-    server = _serve(files, faults, monkeypatch)
-    try:
+    with _serve(files, faults):
         config = hub.read_hub_config(REPO, COMMIT)
-    finally:
-        server.__exit__(None, None, None)
     assert config["model_type"] == "bert"
     assert faults.seen[head] == 3 and faults.seen["GET resolve config.json"] == 1  # 2 stalled in attempt 1, then 1
     assert client == [BACKOFF]
@@ -170,12 +154,9 @@ def test_a_stalled_head_is_not_retried_inside_hf_hub_download(files, client, mon
 
 def test_401_names_the_token_and_is_not_retried(files, client, monkeypatch):
     faults = fakehub.Faults(unauthorized=frozenset({REPO}))
-    server = _serve(files, faults, monkeypatch)
-    try:
+    with _serve(files, faults):
         with pytest.raises(UserError) as info:
             hub.repo_listing(REPO, "main")
-    finally:
-        server.__exit__(None, None, None)
     assert str(info.value) == (f"{REPO}@main: the hub refused access (HTTP 401); set HF_TOKEN or run "
                                "`hf auth login` with a token that can read it")
     assert faults.seen[f"GET api {REPO}"] == 1 and client == []
@@ -205,11 +186,8 @@ def test_xet_transfer_errors_are_retried(files, client, monkeypatch, tmp_path):
     monkeypatch.setattr(file_download, "xet_get", _fake_xet(weights, failures, calls))
     monkeypatch.setattr(file_download, "is_xet_available", lambda: True)
     faults = fakehub.Faults(redirect_from=len(files["model.safetensors"]), xet=True)
-    server = _serve(files, faults, monkeypatch)
-    try:
+    with _serve(files, faults):
         record = hub.fetch_model(REPO, COMMIT, tmp_path / "out")
-    finally:
-        server.__exit__(None, None, None)
     assert calls == [hashlib.sha256(weights).hexdigest()] * 3
     assert record["files"]["model.safetensors"] == hashlib.sha256(weights).hexdigest()
     assert faults.seen["GET cdn model.safetensors"] == 0  # the transfer went through xet_get, not HTTP
@@ -224,12 +202,9 @@ def test_xet_authentication_error_names_the_token(files, client, monkeypatch, tm
     failures = [hf_xet.XetAuthenticationError("token refresh failed")]
     monkeypatch.setattr(file_download, "xet_get", _fake_xet(files["model.safetensors"], failures, calls))
     monkeypatch.setattr(file_download, "is_xet_available", lambda: True)
-    server = _serve(files, fakehub.Faults(redirect_from=len(files["model.safetensors"]), xet=True), monkeypatch)
-    try:
+    with _serve(files, fakehub.Faults(redirect_from=len(files["model.safetensors"]), xet=True)):
         with pytest.raises(UserError) as info:
             hub.fetch_model(REPO, COMMIT, tmp_path / "out")
-    finally:
-        server.__exit__(None, None, None)
     assert str(info.value) == (f"{REPO}@{COMMIT} model.safetensors: the hub refused access (HTTP 401); set HF_TOKEN "
                                "or run `hf auth login` with a token that can read it")
     assert len(calls) == 1 and client == []
@@ -241,11 +216,8 @@ def test_hub_internals_are_restored_after_a_call(files, client, monkeypatch):
 
     before = (file_download.get_hf_file_metadata, file_download.http_get, file_download.xet_get,
               constants.HF_HUB_DOWNLOAD_TIMEOUT)
-    server = _serve(files, fakehub.Faults(unauthorized=frozenset({REPO})), monkeypatch)
-    try:
+    with _serve(files, fakehub.Faults(unauthorized=frozenset({REPO}))):
         with pytest.raises(UserError):
             hub.read_hub_config(REPO, COMMIT)
-    finally:
-        server.__exit__(None, None, None)
     assert (file_download.get_hf_file_metadata, file_download.http_get, file_download.xet_get,
             constants.HF_HUB_DOWNLOAD_TIMEOUT) == before
