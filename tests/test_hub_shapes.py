@@ -151,3 +151,26 @@ def test_xlmr_shaped_encoder_through_the_hub_end_to_end(served, fetched):
                              max_len=64, batch_size=64, bootstrap=BootstrapConfig(resamples=10), pooler="mean",
                              normalize=True)
     assert plain["by_protocol"]["clean"]["korsts_test"] != metrics["by_protocol"]["clean"]["korsts_test"]
+
+
+def test_xlmr_tokenizer_is_the_same_bytes_under_any_hash_seed(served, tmp_path):
+    """The smoke project's sources are compared byte for byte between runs (tests/test_pipeline_e2e.py): the
+    Unigram vocabulary is built in Python with sorted ties, unlike the tokenizers trainer, whose scores
+    changed from process to process."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from pipeline.tiny import build_tiny_model; "
+            "build_tiny_model(Path(sys.argv[1]), Path(sys.argv[2]), arch='xlm-roberta', vocab_size=1500, hidden=32, "
+            "heads=2, intermediate=64)")
+    digests = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"seed-{seed}"
+        subprocess.run([sys.executable, "-c", code, str(served["sources"]["corpus"]), str(out)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, timeout=300)
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())})
+    assert digests[0] == digests[1] and "tokenizer.json" in digests[0]
+    served_tokenizer = (served["hub"] / XLMR / "tokenizer.json").read_bytes()
+    assert digests[0]["tokenizer.json"] == hashlib.sha256(served_tokenizer).hexdigest()
