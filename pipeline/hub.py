@@ -10,6 +10,7 @@ weights-only loader, never fully unpickled; ``trust_remote_code`` is never set.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import re
@@ -34,6 +35,12 @@ HUB_TIMEOUT_S = 10.0
 HUB_RETRIES = 4
 #: First wait between attempts, doubled after each (2, 4, 8, 16 s).
 HUB_BACKOFF_S = 2.0
+#: Requests one attempt can spend waiting on a dead hub: hf_hub_download's HEAD, the second HEAD it sends when
+#: the first fails, the GET. A dead hub ends a file's download (or a listing, with one request) within
+#: (HUB_RETRIES + 1) * HUB_REQUESTS_PER_ATTEMPT * HUB_TIMEOUT_S + HUB_MAX_WAIT_S = 180 s.
+HUB_REQUESTS_PER_ATTEMPT = 3
+#: OSError numbers no retry fixes: the download cannot be written (disk full, read-only, no permission).
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 TOKEN_HINT = "set HF_TOKEN or run `hf auth login` with a token that can read it"
 #: Files a sentence encoder needs besides its weights (whichever of them the repo has).
 SIDE_FILES = (
@@ -85,11 +92,15 @@ def _copy_local(folder: Path, dest: Path) -> dict[str, str]:
 def retry_waits(retries: int, backoff: float) -> list[float]:
     """The sleeps between the attempts of one hub call: ``backoff * 2**k`` for each retry ``k``.
 
-    Their sum is the bound on the time a failing hub call spends waiting between attempts (with the
-    defaults 2 + 4 + 8 + 16 = 30 s); each attempt itself ends within :data:`HUB_TIMEOUT_S` of its last
-    received byte, per request.
+    Their sum is the bound on the time a failing hub call spends waiting between attempts
+    (:data:`HUB_MAX_WAIT_S` with the defaults); each request of an attempt ends within
+    :data:`HUB_TIMEOUT_S` of its last received byte.
     """
     return [backoff * 2 ** k for k in range(retries)]
+
+
+#: Most seconds one failing hub call sleeps between its attempts, by default (2 + 4 + 8 + 16).
+HUB_MAX_WAIT_S = sum(retry_waits(HUB_RETRIES, HUB_BACKOFF_S))
 
 
 @contextlib.contextmanager
@@ -154,6 +165,9 @@ def _fatal_message(exc: BaseException) -> str | None:
                 f"(for a private one, {TOKEN_HINT})")
     if isinstance(exc, EntryNotFoundError) and not isinstance(exc, LocalEntryNotFoundError):
         return "file not found at that revision"  # LocalEntryNotFoundError: hub unreachable and not cached
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+        return (f"cannot write the download ({exc.strerror}: {exc.filename}); free disk space, or set HF_HOME "
+                "to a writable disk with room")
     if status in (401, 403) or type(cause).__name__ == "XetAuthenticationError":
         return f"the hub refused access (HTTP {status or 401}); {TOKEN_HINT}"
     if isinstance(exc, HfHubHTTPError) and status is not None and status < 500 and status not in (408, 429):

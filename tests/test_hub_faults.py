@@ -85,7 +85,9 @@ def hub_log():
 
 def test_retry_waits_bound():
     assert hub.retry_waits(4, 2.0) == [2.0, 4.0, 8.0, 16.0]  # the defaults: 30 s of waiting at most
-    assert sum(hub.retry_waits(hub.HUB_RETRIES, hub.HUB_BACKOFF_S)) == 30.0
+    assert sum(hub.retry_waits(hub.HUB_RETRIES, hub.HUB_BACKOFF_S)) == hub.HUB_MAX_WAIT_S == 30.0
+    dead_hub = (hub.HUB_RETRIES + 1) * hub.HUB_REQUESTS_PER_ATTEMPT * hub.HUB_TIMEOUT_S + hub.HUB_MAX_WAIT_S
+    assert dead_hub == 180.0  # the bound the constants' comment states
     assert hub.retry_waits(0, 2.0) == []
 
 
@@ -160,6 +162,20 @@ def test_401_names_the_token_and_is_not_retried(files, client, monkeypatch):
     assert str(info.value) == (f"{REPO}@main: the hub refused access (HTTP 401); set HF_TOKEN or run "
                                "`hf auth login` with a token that can read it")
     assert faults.seen[f"GET api {REPO}"] == 1 and client == []
+
+
+def test_a_full_disk_is_not_retried(client):
+    import errno
+
+    def download():
+        raise OSError(errno.ENOSPC, "No space left on device", "/cache/blobs/abc.incomplete")
+
+    with pytest.raises(UserError) as info:
+        hub._hub_call(download, f"{REPO}@main model.safetensors")
+    assert str(info.value) == (f"{REPO}@main model.safetensors: cannot write the download (No space left on device: "
+                               "/cache/blobs/abc.incomplete); free disk space, or set HF_HOME to a writable disk "
+                               "with room")
+    assert client == []
 
 
 def _fake_xet(weights: bytes, failures: list[BaseException], calls: list[str]):
