@@ -5,6 +5,9 @@
 real download path (revision resolution, commit recording, file fetches, our retry and
 error mapping) runs offline. The smoke run serves its comparison models from here, and
 the tests serve tiny models, unknown ids and revisions and repos without a tokenizer.
+With :class:`Faults` it also behaves as the real hub and network do at their worst:
+large files redirected to a second loopback server (the hub's CDN), requests that stall,
+transfers reset halfway, 401s; it counts every request, so tests assert attempts.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class Faults:
             return True
 
 
-def _content_range(header: str | None, size: int) -> int:
+def _range_start(header: str | None, size: int) -> int:
     """The first byte a ``Range: bytes=N-`` header asks for (0 without one); resumed downloads send it."""
     if header and header.startswith("bytes=") and header.endswith("-"):
         return min(int(header[len("bytes="):-1]), size)
@@ -132,7 +135,7 @@ def make_handler(repos: Repos, faults: Faults | None = None):
                     self.send_header("X-Xet-Hash", hashlib.sha256(body).hexdigest())
                     self.send_header("X-Xet-Refresh-Route", f"/api/models/{repo}/xet-read-token/{commit}")
                 return b""
-            start = _content_range(self.headers.get("Range"), len(body))
+            start = _range_start(self.headers.get("Range"), len(body))
             self.send_response(206 if start else 200)
             if start:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")

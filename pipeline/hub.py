@@ -5,6 +5,11 @@ config and tokenizer, plus a record of where it came from: the hub commit the
 revision resolved to (so a branch name still leaves an exact record) and the
 sha256 of every file. ``pytorch_model.bin`` is converted with torch's
 weights-only loader, never fully unpickled; ``trust_remote_code`` is never set.
+
+Every hub call ends: each request has a timeout (:data:`HUB_TIMEOUT_S`), and
+:func:`_hub_call` is the one retry layer (huggingface_hub's own retries are
+switched off while it runs), with a bounded wait (:data:`HUB_MAX_WAIT_S`).
+Failures end in one line naming the repository, revision and file.
 """
 
 from __future__ import annotations
