@@ -56,6 +56,8 @@ class Faults:
     xet: bool = False
     #: Repo ids whose every request answers HTTP 401.
     unauthorized: frozenset[str] = frozenset()
+    #: (request key, first byte) of every ranged request served: a resumed download.
+    ranges: list[tuple[str, int]] = dataclasses.field(default_factory=list)
     #: Requests received so far, by key (filled in by the server).
     seen: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
@@ -136,6 +138,9 @@ def make_handler(repos: Repos, faults: Faults | None = None):
                     self.send_header("X-Xet-Refresh-Route", f"/api/models/{repo}/xet-read-token/{commit}")
                 return b""
             start = _range_start(self.headers.get("Range"), len(body))
+            if start:
+                with faults.lock:
+                    faults.ranges.append((f"{self.command} {route} {name}", start))
             self.send_response(206 if start else 200)
             if start:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")

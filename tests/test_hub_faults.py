@@ -133,6 +133,7 @@ def test_redirected_large_file_survives_a_stall_and_a_reset(files, client, monke
     assert faults.seen["HEAD resolve model.safetensors"] == 3
     assert faults.seen[cdn_get] == 3 and faults.seen["GET resolve model.safetensors"] == 0  # only via the redirect
     assert faults.seen["GET resolve config.json"] == 1 and faults.seen["GET cdn config.json"] == 0  # small: direct
+    assert faults.ranges == [(cdn_get, len(weights) // 2)]  # after the reset, the download resumed where it broke
     assert client == [BACKOFF, 2 * BACKOFF]
     out, err = capfd.readouterr()
     lines = out.splitlines()
