@@ -7,7 +7,7 @@ error mapping) runs offline. The smoke run serves its comparison models from her
 the tests serve tiny models, unknown ids and revisions and repos without a tokenizer.
 With :class:`Faults` it also behaves as the real hub and network do at their worst:
 large files redirected to a second loopback server (the hub's CDN), requests that stall,
-transfers reset halfway, 401s; it counts every request, so tests assert attempts.
+transfers cut halfway, 401s; it counts every request, so tests assert attempts.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import hashlib
 import http.server
 import json
 import socket
-import struct
 import threading
 import urllib.parse
 from pathlib import Path
@@ -49,8 +48,8 @@ class Faults:
     #: {request key: how many such requests sleep :attr:`stall_s` before answering (then answer late)}.
     stall: dict[str, int] = dataclasses.field(default_factory=dict)
     stall_s: float = 1.0
-    #: {request key: how many such GETs send half the body and then reset the connection}.
-    reset: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: {request key: how many such GETs send half the body and then drop the connection}.
+    cut: dict[str, int] = dataclasses.field(default_factory=dict)
     #: Redirected files also carry the Xet headers (hash, token refresh route) the real hub sends, so that
     #: the client downloads them through ``xet_get`` (which a test replaces: no Xet storage here).
     xet: bool = False
@@ -176,12 +175,10 @@ def make_handler(repos: Repos, faults: Faults | None = None):
                 return
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            if method == "GET" and faults.take(faults.reset, key):
+            if method == "GET" and faults.take(faults.cut, key):
                 self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                # SO_LINGER 0: close with a TCP reset, as a dropped connection mid-transfer looks to the client
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.connection.close()
+                # the connection closes (an orderly FIN, so the client surely has the first half) mid-body
+                self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
             elif method == "GET":
                 self.wfile.write(body)

@@ -112,8 +112,9 @@ HUB_MAX_WAIT_S = sum(retry_waits(HUB_RETRIES, HUB_BACKOFF_S))
 def _one_retry_layer(timeout: float) -> Iterator[None]:
     """Make huggingface_hub's download internals single-attempt with a ``timeout``, for the duration.
 
-    hf_hub_download retries on its own (a second HEAD with five more retries and a 60 s timeout; up to five
-    resumes of a broken GET), which nested in our retries multiplied the waits. Its download timeout is read
+    hf_hub_download retries on its own (a second HEAD with five more retries and a 60 s timeout; five more
+    GETs, 1 s apart), which nested in our retries multiplied the waits. What is kept: a GET that broke
+    after bytes arrived resumes where it broke (after huggingface_hub's 1 s pause), as long as bytes arrive. Its download timeout is read
     from ``constants.HF_HUB_DOWNLOAD_TIMEOUT`` at call time. Errors from the hf_xet transfer (RuntimeError,
     ConnectionError, ... from Rust) become huggingface_hub's own ``XetDownloadError`` so that they are
     retried like any transfer error. The patches are undone on exit; hub calls are not made from threads.
@@ -128,6 +129,9 @@ def _one_retry_layer(timeout: float) -> Iterator[None]:
         return metadata(*args, **{**kwargs, "retry_on_errors": False, "timeout": timeout})
 
     def single_get(*args, **kwargs):
+        # No retry without progress; after bytes arrived, http_get resets its count and calls http_get (this
+        # wrapper) again with a Range: a cut transfer resumes while data flows (huggingface_hub 2.4 deletes a
+        # partial file when the call fails, so our retry would start a 2 GB file again from its first byte).
         return http_get(*args, **{**kwargs, "_nb_retries": 0})
 
     def xet_transfer(*args, **kwargs):
