@@ -114,10 +114,11 @@ def _one_retry_layer(timeout: float) -> Iterator[None]:
 
     hf_hub_download retries on its own (a second HEAD with five more retries and a 60 s timeout; five more
     GETs, 1 s apart), which nested in our retries multiplied the waits. What is kept: a GET that broke
-    after bytes arrived resumes where it broke (after huggingface_hub's 1 s pause), as long as bytes arrive. Its download timeout is read
-    from ``constants.HF_HUB_DOWNLOAD_TIMEOUT`` at call time. Errors from the hf_xet transfer (RuntimeError,
-    ConnectionError, ... from Rust) become huggingface_hub's own ``XetDownloadError`` so that they are
-    retried like any transfer error. The patches are undone on exit; hub calls are not made from threads.
+    after bytes arrived resumes where it broke (after huggingface_hub's 1 s pause), as long as bytes
+    arrive. Its download timeout is read from ``constants.HF_HUB_DOWNLOAD_TIMEOUT`` at call time.
+    Errors from the hf_xet transfer (RuntimeError, ConnectionError, ... from Rust) become
+    huggingface_hub's own ``XetDownloadError`` so that they are retried like any transfer error.
+    The patches are undone on exit; hub calls are not made from threads.
     """
     from huggingface_hub import constants, file_download
     from huggingface_hub.errors import XetDownloadError

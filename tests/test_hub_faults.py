@@ -32,7 +32,8 @@ def files(tmp_path_factory) -> dict[str, bytes]:
     """A tiny BERT repository; model.safetensors is its largest file (the one redirected)."""
     root = tmp_path_factory.mktemp("faults")
     corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(f"{i}년 서울에서는 비가 내렸다." for i in range(1900, 2000)) + "\n", encoding="utf-8")
+    lines = [f"{i}년 서울에서는 비가 내렸다." for i in range(1900, 2000)]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     model = build_tiny_model(corpus, root / "model", vocab_size=200, hidden=32, layers=1, heads=2,
                              intermediate=64, max_positions=64)
     files = fakehub.folder_files(model)
