@@ -5,15 +5,24 @@ config and tokenizer, plus a record of where it came from: the hub commit the
 revision resolved to (so a branch name still leaves an exact record) and the
 sha256 of every file. ``pytorch_model.bin`` is converted with torch's
 weights-only loader, never fully unpickled; ``trust_remote_code`` is never set.
+
+Every hub call ends: each request has a timeout (:data:`HUB_TIMEOUT_S`), and
+:func:`_hub_call` is the one retry layer (huggingface_hub's own retries are
+switched off while it runs), with a bounded wait (:data:`HUB_MAX_WAIT_S`).
+Failures end in one line naming the repository, revision and file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import re
 import shutil
 import time
 from pathlib import Path
+from typing import Iterator
 
 from pipeline.download import sha256_file
 from pipeline.errors import UserError
@@ -23,6 +32,21 @@ from pipeline.modeling import PICKLE_WEIGHTS, SAFETENSORS, check_model_folder, c
 MANIFEST = "manifest.json"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
+#: Seconds one hub request may stall (connect, or wait for the next bytes) before it counts as failed. A slow
+#: transfer that keeps moving is never cut; a stalled one ends after this.
+HUB_TIMEOUT_S = 10.0
+#: Retries after the first attempt of a hub call: the only retry layer (huggingface_hub's own are switched off
+#: while our calls run, see :func:`_one_retry_layer`), so waits do not multiply.
+HUB_RETRIES = 4
+#: First wait between attempts, doubled after each (2, 4, 8, 16 s).
+HUB_BACKOFF_S = 2.0
+#: Requests one attempt can spend waiting on a dead hub: hf_hub_download's HEAD, the second HEAD it sends when
+#: the first fails, the GET. A dead hub ends a file's download (or a listing, with one request) within
+#: (HUB_RETRIES + 1) * HUB_REQUESTS_PER_ATTEMPT * HUB_TIMEOUT_S + HUB_MAX_WAIT_S = 180 s.
+HUB_REQUESTS_PER_ATTEMPT = 3
+#: OSError numbers no retry fixes: the download cannot be written (disk full, read-only, no permission).
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+TOKEN_HINT = "set HF_TOKEN or run `hf auth login` with a token that can read it"
 #: Files a sentence encoder needs besides its weights (whichever of them the repo has).
 SIDE_FILES = (
     "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
@@ -70,51 +94,153 @@ def _copy_local(folder: Path, dest: Path) -> dict[str, str]:
     return files
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The HTTP client's network errors: huggingface_hub 2 talks through httpx2, whose are not OSErrors."""
+def retry_waits(retries: int, backoff: float) -> list[float]:
+    """The sleeps between the attempts of one hub call: ``backoff * 2**k`` for each retry ``k``.
+
+    Their sum is the bound on the time a failing hub call spends waiting between attempts
+    (:data:`HUB_MAX_WAIT_S` with the defaults); each request of an attempt ends within
+    :data:`HUB_TIMEOUT_S` of its last received byte.
+    """
+    return [backoff * 2 ** k for k in range(retries)]
+
+
+#: Most seconds one failing hub call sleeps between its attempts, by default (2 + 4 + 8 + 16).
+HUB_MAX_WAIT_S = sum(retry_waits(HUB_RETRIES, HUB_BACKOFF_S))
+
+
+@contextlib.contextmanager
+def _one_retry_layer(timeout: float) -> Iterator[None]:
+    """Make huggingface_hub's download internals single-attempt with a ``timeout``, for the duration.
+
+    hf_hub_download retries on its own (a second HEAD with five more retries and a 60 s timeout; five more
+    GETs, 1 s apart), which nested in our retries multiplied the waits. What is kept: a GET that broke
+    after bytes arrived resumes where it broke (after huggingface_hub's 1 s pause), as long as bytes
+    arrive. Its download timeout is read from ``constants.HF_HUB_DOWNLOAD_TIMEOUT`` at call time.
+    Errors from the hf_xet transfer (RuntimeError, ConnectionError, ... from Rust) become
+    huggingface_hub's own ``XetDownloadError`` so that they are retried like any transfer error.
+    The patches are undone on exit; hub calls are not made from threads.
+    """
+    from huggingface_hub import constants, file_download
+    from huggingface_hub.errors import XetDownloadError
+
+    metadata, http_get, xet_get = (file_download.get_hf_file_metadata, file_download.http_get,
+                                   file_download.xet_get)
+
+    def single_head(*args, **kwargs):
+        return metadata(*args, **{**kwargs, "retry_on_errors": False, "timeout": timeout})
+
+    def single_get(*args, **kwargs):
+        # No retry without progress; after bytes arrived, http_get resets its count and calls http_get (this
+        # wrapper) again with a Range: a cut transfer resumes while data flows (huggingface_hub 2.4 deletes a
+        # partial file when the call fails, so our retry would start a 2 GB file again from its first byte).
+        return http_get(*args, **{**kwargs, "_nb_retries": 0})
+
+    def xet_transfer(*args, **kwargs):
+        try:
+            return xet_get(*args, **kwargs)
+        except Exception as exc:  # hf_xet raises plain RuntimeError/OSError subclasses from Rust
+            raise XetDownloadError(f"{type(exc).__name__}: {exc}") from exc
+
+    saved, log = constants.HF_HUB_DOWNLOAD_TIMEOUT, logging.getLogger("huggingface_hub")
+    level = log.level
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = timeout
+    log.setLevel(logging.ERROR)  # its retry warnings would add stderr lines; ours say what is retried
+    file_download.get_hf_file_metadata, file_download.http_get, file_download.xet_get = (
+        single_head, single_get, xet_transfer)
     try:
-        import httpx2
-    except ImportError:
-        return ()
-    return (httpx2.TransportError,)
+        yield
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = saved
+        log.setLevel(level)
+        file_download.get_hf_file_metadata, file_download.http_get, file_download.xet_get = (
+            metadata, http_get, xet_get)
 
 
-def _hub_call(fn, what: str, retries: int = 4, backoff: float = 2.0):
-    """Run a hub call, retrying transient network errors; map the rest to one-line errors."""
+def _fatal_message(exc: BaseException) -> str | None:
+    """The one-line reason for a hub error no retry can fix, or None for a transient one."""
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, HFValidationError,
                                         LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+                                        RevisionNotFoundError, XetDownloadError)
 
-    attempt = 0
-    while True:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    cause = exc.__cause__ if isinstance(exc, XetDownloadError) else None
+    if isinstance(exc, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set; unset it to reach the hub, or pass a local folder"
+    if isinstance(exc, RevisionNotFoundError):
+        return "revision not found on the hub; check the pinned revision"
+    if isinstance(exc, GatedRepoError):
+        return f"gated repository; accept its terms on the hub, then {TOKEN_HINT}"
+    if isinstance(exc, (RepositoryNotFoundError, HFValidationError)):
+        return ("unknown hub id (or private without a token); expected an existing model id or a local folder "
+                f"(for a private one, {TOKEN_HINT})")
+    if isinstance(exc, EntryNotFoundError) and not isinstance(exc, LocalEntryNotFoundError):
+        return "file not found at that revision"  # LocalEntryNotFoundError: hub unreachable and not cached
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+        return (f"cannot write the download ({exc.strerror}: {exc.filename}); free disk space, or set HF_HOME "
+                "to a writable disk with room")
+    if status in (401, 403) or type(cause).__name__ == "XetAuthenticationError":
+        return f"the hub refused access (HTTP {status or 401}); {TOKEN_HINT}"
+    if isinstance(exc, HfHubHTTPError) and status is not None and status < 500 and status not in (408, 429):
+        return f"hub answered HTTP {status}"
+    return None
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors a retry may fix: HTTP (5xx, 408, 429), network, timeouts, a cut transfer, the hf_xet transfer.
+
+    huggingface_hub 2 talks through httpx2, whose errors are not OSErrors; a GET that ends short is an
+    OSError ("Consistency check failed"); hf_xet's errors arrive as ``XetDownloadError`` (see
+    :func:`_one_retry_layer`).
+    """
+    import httpx2
+    from huggingface_hub.errors import XetDownloadError
+
+    return (OSError, httpx2.TransportError, httpx2.TooManyRedirects, XetDownloadError)
+
+
+def _hub_call(fn, what: str, retries: int | None = None, backoff: float | None = None):
+    """Run one hub call under :func:`_one_retry_layer`, retrying transient errors; end in one-line errors.
+
+    Args:
+        fn: the call (model_info, hf_hub_download, ...), made with :data:`HUB_TIMEOUT_S` where it takes one.
+        what: names the repository, revision and file in messages (``org/name@rev file``).
+        retries: retries after the first attempt (default :data:`HUB_RETRIES`).
+        backoff: first wait in seconds (default :data:`HUB_BACKOFF_S`); the waits are :func:`retry_waits`.
+
+    Returns:
+        what ``fn`` returns.
+
+    Raises:
+        UserError: a fatal error at once, or the last transient one after ``retries`` retries.
+    """
+    from huggingface_hub.errors import HFValidationError
+
+    waits = retry_waits(HUB_RETRIES if retries is None else retries, HUB_BACKOFF_S if backoff is None else backoff)
+    for attempt in range(len(waits) + 1):
         try:
-            return fn()
-        except OfflineModeIsEnabled:
-            raise UserError(f"{what}: HF_HUB_OFFLINE is set; unset it to reach the hub, "
-                            "or pass a local folder") from None
-        except RevisionNotFoundError:
-            raise UserError(f"{what}: revision not found on the hub; check the pinned revision") from None
-        except GatedRepoError:
-            raise UserError(f"{what}: gated repository; accept its terms and set HF_TOKEN") from None
-        except (RepositoryNotFoundError, HFValidationError):
-            raise UserError(f"{what}: unknown hub id (or private without a token); "
-                            "expected an existing model id or a local folder") from None
-        except EntryNotFoundError as exc:
-            if not isinstance(exc, LocalEntryNotFoundError):  # that subclass means "hub unreachable, not cached"
-                raise UserError(f"{what}: file not found at that revision") from None
+            with _one_retry_layer(HUB_TIMEOUT_S):
+                return fn()
+        except (*_transient_errors(), HFValidationError) as exc:
+            reason = _fatal_message(exc)
+            if reason is not None:
+                raise UserError(f"{what}: {reason}") from None
             error = exc
-        except (HfHubHTTPError, ConnectionError, TimeoutError, OSError, *_transport_errors()) as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            if status is not None and status < 500 and status not in (408, 429):
-                raise UserError(f"{what}: hub answered HTTP {status}") from None
-            error = exc
-        if attempt >= retries:
-            raise UserError(f"{what}: cannot reach the Hugging Face hub after {attempt + 1} attempts "
-                            f"({type(error).__name__}); check the network, or pass a local folder")
-        delay = backoff * 2 ** attempt
-        print(f"warning: {what}: {type(error).__name__}; retrying in {delay:.0f}s", flush=True)
-        time.sleep(delay)
-        attempt += 1
+        if attempt == len(waits):
+            break
+        print(f"warning: {what}: {_describe(error)}; retrying in {waits[attempt]:g}s "
+              f"({attempt + 1}/{len(waits)})", flush=True)
+        time.sleep(waits[attempt])
+    raise UserError(f"{what}: cannot reach the Hugging Face hub after {len(waits) + 1} attempts "
+                    f"({_describe(error)}); check the network or proxy, retry later, "
+                    "or pass a local folder")
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: first line`` of the error behind ``error`` (hf_hub_download wraps a failed HEAD in
+    LocalEntryNotFoundError), cut to 160 characters: httpx's messages carry URLs and advice."""
+    error = error.__cause__ or error
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:160] if text else 'no message'}"
 
 
 def required_files(available: set[str] | dict, what: str) -> tuple[str, tuple[str, ...]]:
@@ -137,7 +263,7 @@ def required_files(available: set[str] | dict, what: str) -> tuple[str, tuple[st
     return weights, tokenizer
 
 
-def repo_listing(repo_id: str, revision: str, retries: int = 4) -> tuple[str, dict[str, int | None]]:
+def repo_listing(repo_id: str, revision: str, retries: int | None = None) -> tuple[str, dict[str, int | None]]:
     """(commit the revision resolves to, {file name: size in bytes or None}) of a hub model.
 
     Raises:
@@ -145,18 +271,18 @@ def repo_listing(repo_id: str, revision: str, retries: int = 4) -> tuple[str, di
     """
     from huggingface_hub import HfApi
 
-    info = _hub_call(lambda: HfApi().model_info(repo_id, revision=revision, files_metadata=True),
+    info = _hub_call(lambda: HfApi().model_info(repo_id, revision=revision, files_metadata=True, timeout=HUB_TIMEOUT_S),
                      f"{repo_id}@{revision}", retries=retries)
     return info.sha, {s.rfilename: s.size for s in (info.siblings or [])}
 
 
-def read_hub_config(repo_id: str, commit: str, retries: int = 4) -> dict:
+def read_hub_config(repo_id: str, commit: str, retries: int | None = None) -> dict:
     """The ``config.json`` of a hub model at ``commit`` (a few hundred bytes, cached by huggingface_hub)."""
     import json
 
     from huggingface_hub import hf_hub_download
 
-    path = _hub_call(lambda: hf_hub_download(repo_id, "config.json", revision=commit),
+    path = _hub_call(lambda: hf_hub_download(repo_id, "config.json", revision=commit, etag_timeout=HUB_TIMEOUT_S),
                      f"{repo_id}@{commit} config.json", retries=retries)
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
@@ -170,7 +296,8 @@ def _fetch_hub(repo_id: str, revision: str, dest: Path, extra: tuple[str, ...] =
     wanted = [n for n in SIDE_FILES + extra if n in available] + [weights]
     dest.mkdir(parents=True, exist_ok=True)
     for name in wanted:
-        cached = _hub_call(lambda: hf_hub_download(repo_id, name, revision=commit), f"{what} {name}")
+        cached = _hub_call(lambda: hf_hub_download(repo_id, name, revision=commit, etag_timeout=HUB_TIMEOUT_S),
+                           f"{what} {name}")
         if name == PICKLE_WEIGHTS:
             convert_pickle_weights(cached, dest / SAFETENSORS)
         else:

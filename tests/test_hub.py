@@ -299,8 +299,8 @@ def _offline() -> Exception:
 
 
 @pytest.mark.parametrize("error, expected", [
-    (_connect_error, "org/m@main: cannot reach the Hugging Face hub after 1 attempts (ConnectError); "
-                     "check the network, or pass a local folder"),
+    (_connect_error, "org/m@main: cannot reach the Hugging Face hub after 1 attempts (ConnectError: [Errno -2] "
+                     "Name or service not known); check the network or proxy, retry later, or pass a local folder"),
     (_offline, "org/m@main: HF_HUB_OFFLINE is set; unset it to reach the hub, or pass a local folder"),
 ])
 def test_hub_unreachable_is_one_line(error, expected):

@@ -236,7 +236,7 @@ def test_mteb_results_for_every_evaluated_model(project, report_dir):
              for t in ("KLUE-STS", "KorSTS")]
     from pipeline.smoke import SMOKE_HUB
 
-    compared = [f"{repo.replace('/', '__')}/{commit}/{t}.json" for repo, (commit, _, _) in SMOKE_HUB.items()
+    compared = [f"{repo.replace('/', '__')}/{spec.commit}/{t}.json" for repo, spec in SMOKE_HUB.items()
                 for t in ("KLUE-STS", "KorSTS")]
     assert files == sorted(ours + bases + compared)
     metrics = json.loads((project / "metrics" / "bert-sup.json").read_text())
@@ -273,14 +273,19 @@ def test_compared_encoders_through_the_loopback_hub(project, report_dir):
     metrics = json.loads((report_dir / "metrics.json").read_text(encoding="utf-8"))
     manifest = json.loads((project / "eval" / "compare" / "manifest.json").read_text(encoding="utf-8"))["models"]
     assert sorted(metrics["compare"]) == sorted(manifest) == sorted(SMOKE_HUB)
-    expected = {"smoke-hub/tiny-mean-normalized": ("mean", True, ""), "smoke-hub/tiny-cls-prefix": ("cls", False, "query: ")}
+    expected = {"smoke-hub/tiny-mean-normalized": ("mean", True, ""), "smoke-hub/tiny-cls-prefix": ("cls", False, "query: "),
+                "smoke-hub/tiny-pickle-mean": ("mean", False, ""), "smoke-hub/tiny-xlmr-e5": ("mean", True, "query: ")}
     params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
     bootstrap = BootstrapConfig(**params["bootstrap"])
     for repo, (pooling, normalize, prefix) in expected.items():
         record, folder = manifest[repo], project / HUB_DIR / repo
         assert (record["pooling"], record["normalize"], record["prefix"]) == (pooling, normalize, prefix)
-        assert record["commit"] == SMOKE_HUB[repo][0] and record["pinned"] is True
-        assert record["files"]["model.safetensors"] == sha256_file(folder / "model.safetensors")
+        assert record["commit"] == SMOKE_HUB[repo].commit and record["pinned"] is True
+        if SMOKE_HUB[repo].pickle_weights:  # served as pytorch_model.bin only, converted on the way in
+            assert not (folder / "model.safetensors").exists() and (folder / "pytorch_model.bin").is_file()
+            assert "pytorch_model.bin" not in record["files"] and record["files"]["model.safetensors"]
+        else:
+            assert record["files"]["model.safetensors"] == sha256_file(folder / "model.safetensors")
         by_hand = evaluate_folders([folder], benchmark_paths(project / "data" / "raw"), protocol=params["protocol"],
                                    max_len=params["max_len"], batch_size=params["eval_batch_size"],
                                    bootstrap=bootstrap, pooler=pooling, normalize=normalize, prefix=prefix)
@@ -304,6 +309,8 @@ def test_compared_encoders_through_the_loopback_hub(project, report_dir):
         assert kinds["smoke-hub/tiny-mean-normalized"] == ("compared", "mean + Normalize", "-")
         assert kinds["smoke-hub/tiny-cls-prefix"] == ("compared", "[CLS], prefix `query: `",
                                                      "KorSTS train (pretend, to show the column)")
+        assert kinds["smoke-hub/tiny-pickle-mean"] == ("compared", "mean", "-")
+        assert kinds["smoke-hub/tiny-xlmr-e5"] == ("compared", "mean + Normalize, prefix `query: `", "-")
         assert kinds["bert-unsup"][0] == "ours"
 
 

@@ -191,7 +191,8 @@ def test_a_404_an_unknown_revision_and_a_missing_tokenizer_each_give_their_line(
         f"error: published.checkpoints.bert-sup: {NO_TOKENIZER}@main: no tokenizer files "
         "(expected tokenizer.json, vocab.txt or vocab.json + merges.txt)",
         "error: compare fake-org/gone: fake-org/gone@main: unknown hub id (or private without a token); expected "
-        "an existing model id or a local folder",
+        "an existing model id or a local folder (for a private one, set HF_TOKEN or run `hf auth login` with a "
+        "token that can read it)",
     ]
     lines = _lines(result.stdout)
     assert lines["sources.korsts_dev"].startswith("FAIL  sources.korsts_dev: ")
