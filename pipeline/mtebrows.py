@@ -136,11 +136,18 @@ def load_all(local: Mapping[str, Path | str] | None = None) -> dict[str, dict]:
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             out[bench] = {"loaded": False, "reason": reason[:300]}
             continue
-        out[bench] = {"loaded": True, "dataset": str(source) if source else task["dataset"],
-                      "config": task["config"], "revision": None if source else task["revision"],
-                      "split": task["split"], "statistics": descriptive_statistics(sts),
-                      "rows": [[a, b, float(s)] for a, b, s in zip(sts.sentence1, sts.sentence2, sts.scores)]}
+        # a local folder is named as such, never as MTEB's dataset
+        out[bench] = rows_record(bench, sts, dataset=str(source) if source else task["dataset"],
+                                 revision=None if source else task["revision"])
     return out
+
+
+def rows_record(bench: str, sts: StsSet, *, dataset: str, revision: str | None) -> dict:
+    """One task's entry of the rows file: where the rows come from, their statistics, the rows."""
+    task = TASKS[bench]
+    return {"loaded": True, "dataset": dataset, "config": task["config"], "revision": revision,
+            "split": task["split"], "statistics": descriptive_statistics(sts),
+            "rows": [[a, b, float(s)] for a, b, s in zip(sts.sentence1, sts.sentence2, sts.scores)]}
 
 
 def read_rows(path: Path | str | None) -> dict[str, StsSet]:
