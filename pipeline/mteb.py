@@ -91,7 +91,7 @@ def _our_file(data: dict) -> str:
     """Our benchmark file as the fallback files name it (the manifest's URL, commit, sha256, rows)."""
     if not data.get("source"):
         return "our GitHub benchmark file (provenance not recorded); not the dataset MTEB's task reads"
-    return (f"{data['source']} (commit {data['revision']}, sha256 {data['sha256']}, {data['rows']} pairs; "
+    return (f"{data['source']} (commit {data['revision'] or 'none recorded'}, sha256 {data['sha256']}, {data['rows']} pairs; "
             "not the dataset MTEB's task reads)")
 
 
