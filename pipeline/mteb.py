@@ -91,8 +91,8 @@ def _our_file(data: dict) -> str:
     """Our benchmark file as the fallback files name it (the manifest's URL, commit, sha256, rows)."""
     if not data.get("source"):
         return "our GitHub benchmark file (provenance not recorded); not the dataset MTEB's task reads"
-    return (f"{data['source']} (commit {data['revision'] or 'none recorded'}, sha256 {data['sha256']}, {data['rows']} pairs; "
-            "not the dataset MTEB's task reads)")
+    return (f"{data['source']} (commit {data['revision'] or 'none recorded'}, sha256 {data['sha256']}, "
+            f"{data['rows']} pairs; not the dataset MTEB's task reads)")
 
 
 def task_result(metrics: dict, bench: str, *, data: dict, evaluation_time: float | None) -> dict:
