@@ -67,8 +67,12 @@ def data_used(metrics: dict, bench: str, rows: dict, manifest: dict) -> dict:
     if entry.get("loaded") and bench in metrics.get(MTEB_KEY, {}):
         return {"mteb_rows": True, **{k: entry[k] for k in ("dataset", "config", "revision", "split")},
                 "rows": entry["statistics"]["num_samples"]}
+    from pipeline.provenance import source_label
+
     source = manifest.get(bench, {})
-    return {"mteb_rows": False, **{k: source.get(k) for k in ("source", "revision", "sha256", "rows")},
+    return {"mteb_rows": False, **{k: source.get(k) for k in ("revision", "sha256", "rows")},
+            # a local file by its name only: model cards and results leave this machine
+            "source": source_label(source["source"]) if source.get("source") else None,
             "protocol": TASKS[bench]["protocol"]}
 
 

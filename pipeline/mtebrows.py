@@ -22,6 +22,7 @@ from scipy import stats
 from pipeline.data import StsSet
 from pipeline.errors import UserError
 from pipeline.mteb import SCORE_KEYS, TASKS
+from pipeline.provenance import source_label
 
 #: MTEB's STS similarities (mteb's STSEvaluator reports no dot product)
 MTEB_SIMILARITIES = ("cosine", "manhattan", "euclidean")
@@ -137,7 +138,7 @@ def load_all(local: Mapping[str, Path | str] | None = None) -> dict[str, dict]:
             out[bench] = {"loaded": False, "reason": reason[:300]}
             continue
         # a local folder is named as such, never as MTEB's dataset
-        out[bench] = rows_record(bench, sts, dataset=str(source) if source else task["dataset"],
+        out[bench] = rows_record(bench, sts, dataset=source_label(str(source)) if source else task["dataset"],
                                  revision=None if source else task["revision"])
     return out
 

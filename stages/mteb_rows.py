@@ -38,8 +38,11 @@ def build(load: bool) -> dict:
                                       for bench in TASKS}
     for bench, entry in record.items():
         if entry["loaded"]:
-            print(f"{bench}: {entry['statistics']['num_samples']} rows of {entry['dataset']}@{entry['revision']}",
-                  flush=True)
+            rows = entry["statistics"]["num_samples"]
+            print(f"{bench}: {rows} rows of {entry['dataset']}@{entry['revision']}", flush=True)
+            if rows != TASKS[bench]["rows"]:  # the pinned revision should never change; say so if it did
+                print(f"warning: {bench}: {rows} rows, not the {TASKS[bench]['rows']} of mteb's descriptive "
+                      "statistics", flush=True)
         else:
             print(f"warning: {bench}: MTEB's rows not loaded ({entry['reason']}); its MTEB-format results "
                   "will be computed on our GitHub file and say so", flush=True)

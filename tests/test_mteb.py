@@ -96,3 +96,13 @@ def test_our_korsts_file_has_three_pairs_more_than_mtebs(shared_data):
     korsts = load_benchmark("korsts", shared_data / "kornlu" / "sts-test.tsv", "clean")
     klue = load_benchmark("klue", shared_data / "klue-sts" / "klue-sts-v1.1_dev.json", "card")
     assert (len(korsts), len(klue)) == (mteb.TASKS["korsts_test"]["rows"] + 3, mteb.TASKS["klue_dev"]["rows"])
+
+
+def test_a_local_source_is_named_by_its_file_name_only(metrics, tmp_path):
+    """Model cards and MTEB files leave this machine: an absolute local source shows as its file name."""
+    local = {**MANIFEST, "korsts_test": {**MANIFEST["korsts_test"], "source": str(tmp_path / "mirror" / "sts.tsv")}}
+    data = mteb.data_used(metrics, "korsts_test", {}, local)
+    entry = mteb.model_index_entry(metrics, "korsts_test", data)
+    result = mteb.task_result(metrics, "korsts_test", data=data, evaluation_time=None)
+    assert entry["dataset"]["type"] == "local file sts.tsv"
+    assert str(tmp_path) not in json.dumps([entry, result]) and "local file sts.tsv" in result["evaluated_on"]
