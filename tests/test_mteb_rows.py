@@ -240,3 +240,37 @@ def test_files_without_mtebs_rows_name_our_file_never_mtebs_dataset(scored, tmp_
     assert korsts["scores"]["test"][0]["main_score"] == pytest.approx(
         metrics["by_protocol"]["clean"]["korsts_test"]["cosine_spearman"] / 100)
     assert "dot_pearson" not in korsts["scores"]["test"][0]  # mteb reports no dot product
+
+
+def test_package_stage_model_index_follows_the_rows_file(scored, tmp_path):
+    """stages.package: the card's model-index names MTEB's dataset with the rows file, our file without it."""
+    import yaml
+
+    from stages.package import package
+
+    root, _, metrics = scored
+    models = tmp_path / "models"
+    (models / "seed-42").mkdir(parents=True)
+    training = {"variant": "bert-unsup", "seeds": [42], "base_model": {"model": "klue/bert-base", "commit": "c0"},
+                "config": {"model": "klue/bert-base", "data": "wiki", "pooler": "cls", "max_len": 64},
+                "selected_step": 1, "total_steps": 2, "selection_metric": "dev.cosine_pearson",
+                "best_dev": {"cosine_pearson": 1.0}}
+    (models / "seed-42" / "training.json").write_text(json.dumps(training), encoding="utf-8")
+    write_json(tmp_path / "metrics.json", metrics)
+    write_json(tmp_path / "manifest.json", {"files": {
+        "korsts_test": {"source": "https://example.org/k.tsv", "revision": "r1", "sha256": "e" * 64, "rows": 9},
+        "klue_dev": {"source": "https://example.org/q.json", "revision": "r2", "sha256": "f" * 64, "rows": 8}}})
+    write_json(tmp_path / "off.json", {b: {"loaded": False, "reason": "offline"} for b in mteb.TASKS})
+
+    def index(rows_file):
+        out = package(models, tmp_path / "metrics.json", tmp_path / "dist", rows_file, tmp_path / "manifest.json")
+        text = (out / "README.md").read_text(encoding="utf-8")
+        return text, yaml.safe_load(text.split("---\n")[1])["model-index"][0]["results"]
+
+    text, results = index(root / "data" / "mteb_rows.json")
+    assert [r["dataset"]["type"] for r in results] == ["dkoterwa/kor-sts", "klue/klue"]
+    assert results[0]["metrics"][-1] == {"type": "main_score",
+                                         "value": round(metrics["mteb"]["korsts_test"]["main_score"] * 100, 2)}
+    text, results = index(tmp_path / "off.json")
+    assert [r["dataset"]["type"] for r in results] == ["https://example.org/k.tsv", "https://example.org/q.json"]
+    assert "dkoterwa" not in text and "016f35f9" not in text
