@@ -106,3 +106,30 @@ def test_a_local_source_is_named_by_its_file_name_only(metrics, tmp_path):
     result = mteb.task_result(metrics, "korsts_test", data=data, evaluation_time=None)
     assert entry["dataset"]["type"] == "local file sts.tsv"
     assert str(tmp_path) not in json.dumps([entry, result]) and "local file sts.tsv" in result["evaluated_on"]
+
+
+def test_report_stage_uses_mtebs_rows_only_where_they_were_loaded(metrics, tmp_path):
+    """stages.report.write_mteb with a rows file that loaded KorSTS only: KorSTS on MTEB's rows (its dataset
+    revision, the metrics' `mteb` scores), KLUE-STS labelled with our file."""
+    from pipeline.atomic import write_json
+    from stages.report import write_mteb
+
+    on_rows = {key: 0.01 * (i + 1) for i, key in enumerate([*mteb.SCORE_KEYS, "main_score"])}
+    with_rows = {**metrics, "mteb": {"korsts_test": on_rows}}
+    write_json(tmp_path / "rows.json", {
+        "korsts_test": {"loaded": True, "dataset": "dkoterwa/kor-sts", "config": "default", "split": "test",
+                        "revision": mteb.TASKS["korsts_test"]["revision"], "statistics": {"num_samples": 1376},
+                        "rows": []},
+        "klue_dev": {"loaded": False, "reason": "ConnectionError: offline"}})
+    inputs = report.ReportInputs(variants=[report.VariantResult("bert-unsup", with_rows, {}, {}, {})],
+                                 data_manifest=MANIFEST)
+    write_mteb(inputs, {}, tmp_path / "mteb", tmp_path / "rows.json")
+    folder = tmp_path / "mteb" / "simcse-ko-bert-unsup-repro" / mteb.NO_REVISION
+    korsts = json.loads((folder / "KorSTS.json").read_text(encoding="utf-8"))
+    klue = json.loads((folder / "KLUE-STS.json").read_text(encoding="utf-8"))
+    assert korsts["dataset_revision"] == mteb.TASKS["korsts_test"]["revision"]
+    assert korsts["scores"]["test"][0]["main_score"] == on_rows["cosine_spearman"]
+    assert korsts["evaluated_on"] == "dkoterwa/kor-sts (default, split test, 1376 pairs)"
+    assert klue["dataset_revision"] == "def" and "example.org/def/klue.json" in klue["evaluated_on"]
+    assert klue["scores"]["validation"][0]["main_score"] == pytest.approx(
+        metrics["by_protocol"]["card"]["klue_dev"]["cosine_spearman"] / 100)
