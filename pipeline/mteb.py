@@ -28,12 +28,14 @@ from pathlib import Path
 
 from pipeline.atomic import write_json
 
-#: benchmark -> MTEB task: name, split, hub dataset (path, config, revision), the protocol of ours that
+#: benchmark -> MTEB task: name, split, hub dataset (path, revision, the `datasets` config it loads when not the
+#: default), MTEB's hf_subset ("config", as `mteb create_meta` writes it), the protocol of ours that
 #: is closest to it (used only without MTEB's rows), and its pair count (mteb's descriptive_stats num_samples)
 TASKS = {
     "korsts_test": {"name": "KorSTS", "split": "test", "dataset": "dkoterwa/kor-sts", "config": "default",
                     "revision": "016f35f9b961daaaa7a352e927084e3da662ac1f", "protocol": "clean", "rows": 1376},
-    "klue_dev": {"name": "KLUE-STS", "split": "validation", "dataset": "klue/klue", "config": "sts",
+    "klue_dev": {"name": "KLUE-STS", "split": "validation", "dataset": "klue/klue", "config": "default",
+                 "load_config": "sts",
                  "revision": "349481ec73fff722f88e0453ca05c77a447d967c", "protocol": "card", "rows": 519},
 }
 #: what MTEB writes when a model has no revision (our trained variants)

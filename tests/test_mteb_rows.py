@@ -210,7 +210,9 @@ def test_files_on_mtebs_rows_name_its_dataset_and_carry_those_scores(scored, tmp
     results = model_index("m", metrics, data)[0]["results"]
     assert [r["dataset"]["type"] for r in results] == ["dkoterwa/kor-sts", "klue/klue"]
     assert [r["dataset"]["revision"] for r in results] == [mteb.TASKS[b]["revision"] for b in mteb.TASKS]
-    assert results[1]["dataset"]["config"] == "sts"
+    # as `mteb create_meta` writes them: hf_subset "default" (the `datasets` config of klue/klue is "sts")
+    assert [(r["dataset"]["name"], r["dataset"]["config"]) for r in results] == [
+        ("MTEB KorSTS (default)", "default"), ("MTEB KLUE-STS (default)", "default")]
     values = {m["type"]: m["value"] for m in results[1]["metrics"]}
     assert values["main_score"] == round(metrics["mteb"]["klue_dev"]["cosine_spearman"] * 100, 2)
 
@@ -274,3 +276,22 @@ def test_package_stage_model_index_follows_the_rows_file(scored, tmp_path):
     text, results = index(tmp_path / "off.json")
     assert [r["dataset"]["type"] for r in results] == ["https://example.org/k.tsv", "https://example.org/q.json"]
     assert "dkoterwa" not in text and "016f35f9" not in text
+
+
+def test_the_hub_is_asked_for_mtebs_dataset_config_revision_and_split(monkeypatch):
+    """What load_task_rows asks `datasets` for: mteb's path, `datasets` config, pinned revision and split
+    (offline here, so the call is recorded instead of made)."""
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    class Rows:
+        def to_dict(self):
+            return {"sentence1": ["가"], "sentence2": ["나"], "score": [1.0], "labels": [{"label": 1.0}]}
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or Rows())
+    for bench in ("korsts_test", "klue_dev"):
+        assert mtebrows.load_task_rows(bench).scores.tolist() == [1.0]
+    assert calls == [(("dkoterwa/kor-sts", None), {"revision": "016f35f9b961daaaa7a352e927084e3da662ac1f",
+                                                   "split": "test"}),
+                     (("klue/klue", "sts"), {"revision": "349481ec73fff722f88e0453ca05c77a447d967c",
+                                             "split": "validation"})]
