@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from pipeline.data import StsSet, load_benchmark
+from pipeline.mteb import MTEB_KEY
 from pipeline.metrics import KEYS, SIMILARITIES, bootstrap_intervals, correlations, mean_over, pair_scores, std_over
 from pipeline.params import PROTOCOLS, BootstrapConfig
 
@@ -213,6 +214,7 @@ def evaluate_folders(
     pooler: str | None = None,
     normalize: bool | None = None,
     prefix: str = "",
+    mteb_rows: Mapping[str, StsSet] | None = None,
 ) -> dict:
     """Evaluate one model (or one per seed) on the benchmarks; return the metrics JSON.
 
@@ -230,18 +232,42 @@ def evaluate_folders(
         prefix: see :func:`score_folder`.
         labels: run names (e.g. ``seed-42``) for predictions and the per-seed section.
         predictions_dir: if given, per-pair predictions (headline protocol) go here.
+        mteb_rows: {benchmark: MTEB's own rows} (:func:`pipeline.mtebrows.read_rows`); if given, the
+            metrics JSON gets ``mteb.<benchmark>.<MTEB score key>`` (fractions, mean over the runs).
     """
     sets = all_protocol_sets(paths)
+    # encoded in the same pass as the benchmarks (score_folder encodes each distinct sentence once),
+    # under a key no protocol uses, so summarize never sees them
+    encoded = {**sets, MTEB_KEY: dict(mteb_rows)} if mteb_rows else sets
     labels = list(labels or [f"run-{i}" for i in range(len(folders))])
     runs = []
     for folder, label in zip(folders, labels):
         pooling, unit, _ = embedding_of(folder, pooler, default_pooler)
-        scores = score_folder(folder, sets, max_len=max_len, batch_size=batch_size, pooler=pooling,
+        scores = score_folder(folder, encoded, max_len=max_len, batch_size=batch_size, pooler=pooling,
                               normalize=unit if normalize is None else normalize, device=device, prefix=prefix)
         runs.append(scores)
         if predictions_dir is not None:
             write_predictions(predictions_dir, label, sets[protocol], scores[protocol])
-    return summarize(sets, runs, protocol=protocol, bootstrap=bootstrap, run_labels=labels)
+    metrics = summarize(sets, runs, protocol=protocol, bootstrap=bootstrap, run_labels=labels)
+    if mteb_rows:
+        metrics[MTEB_KEY] = mteb_summary(mteb_rows, [run[MTEB_KEY] for run in runs])
+    return metrics
+
+
+def mteb_summary(rows: Mapping[str, StsSet], runs: Sequence[Mapping[str, Mapping[str, np.ndarray]]]) -> dict:
+    """MTEB's scores per benchmark (:func:`pipeline.mtebrows.task_scores`), mean over the runs (seeds).
+
+    Args:
+        rows: {benchmark: MTEB's rows}.
+        runs: per run, {benchmark: {similarity: (N,) pair scores}} on those rows.
+    """
+    from pipeline.mtebrows import task_scores
+
+    out = {}
+    for bench, sts in rows.items():
+        per_run = [task_scores(sts.scores, run[bench]) for run in runs]
+        out[bench] = {key: float(np.mean([r[key] for r in per_run])) for key in per_run[0]}
+    return out
 
 
 def format_rows(metrics: Mapping, name: str) -> list[str]:

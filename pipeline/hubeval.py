@@ -168,7 +168,7 @@ def resolve_revisions(models: Mapping[str, tuple[str, str]], key: str) -> None:
 
 def evaluate_checkpoint(model_id: str, revision: str, paths: Mapping[str, Path], cfg: Mapping[str, Any], *,
                         label: str, predictions_dir: Path, device: str,
-                        entry: Encoder | None = None) -> tuple[dict, dict, Embedding]:
+                        entry: Encoder | None = None, mteb_rows: Mapping | None = None) -> tuple[dict, dict, Embedding]:
     """Fetch one hub checkpoint to a temporary folder and evaluate it with our code.
 
     Args:
@@ -177,6 +177,7 @@ def evaluate_checkpoint(model_id: str, revision: str, paths: Mapping[str, Path],
         label: the predictions' run label.
         entry: a `compare` entry (encoded as its card defines it); None = the card's protocol
             ([CLS] of the last hidden state, no normalization, no prefix).
+        mteb_rows: MTEB's own rows, scored too (see :func:`pipeline.evaluate.evaluate_folders`).
 
     Returns:
         (metrics, fetch record, the embedding used)
@@ -192,7 +193,8 @@ def evaluate_checkpoint(model_id: str, revision: str, paths: Mapping[str, Path],
         metrics = evaluate_folders(
             [folder], paths, protocol=cfg["protocol"], max_len=cfg["max_len"], batch_size=cfg["batch_size"],
             bootstrap=cfg["bootstrap"], pooler=embedding.pooling, normalize=embedding.normalize,
-            prefix=embedding.prefix, labels=[label], predictions_dir=predictions_dir, device=device)
+            prefix=embedding.prefix, labels=[label], predictions_dir=predictions_dir, device=device,
+            mteb_rows=mteb_rows)
     return metrics, record, embedding
 
 
@@ -217,11 +219,12 @@ def hub_stage_main(argv: list[str] | None, *, description: str, stage: str,
     parser = argparse.ArgumentParser(description=description)
     for name in ("raw", "metrics", "predictions"):
         parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--mteb-rows", type=Path, help="the mteb_rows stage's file (MTEB's own rows)")
     parser.add_argument("--timing", type=Path)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     with Timer() as timer:
         run(read_params(Params.load(args.params)), raw=args.raw, metrics_path=args.metrics,
-            predictions=args.predictions)
+            predictions=args.predictions, mteb_rows=args.mteb_rows)
     write_timing(args.timing, stage, timer.seconds)
     return 0

@@ -10,7 +10,7 @@ import yaml
 from pipeline.card import CARD, COLUMN_TITLES, card_row, row_label
 from pipeline.evaluate import BENCHMARKS
 from pipeline.metrics import KEYS
-from pipeline.mteb import TASKS, model_index_entry
+from pipeline.mteb import TASKS, data_used, has_scores, model_index_entry
 from pipeline.provenance import is_local_record, model_label, shown_config
 
 
@@ -23,11 +23,14 @@ def package_name(variant: str) -> str:
     return f"simcse-ko-{variant}-repro"
 
 
-def model_index(name: str, metrics: dict) -> list[dict]:
-    """The ``model-index`` metadata, as ``mteb create_meta`` writes it: MTEB's KorSTS and KLUE-STS task
-    and dataset names, every score x100, under the protocol that matches MTEB's (see pipeline.mteb)."""
-    results = [model_index_entry(metrics, bench) for bench, task in TASKS.items()
-               if bench in metrics.get("by_protocol", {}).get(task["protocol"], {})]
+def model_index(name: str, metrics: dict, data: dict) -> list[dict]:
+    """The ``model-index`` metadata, as ``mteb create_meta`` writes it, every score x100: MTEB's task and
+    dataset names where the scores are on MTEB's rows, else the file they were computed on (pipeline.mteb).
+
+    Args:
+        data: {benchmark: :func:`pipeline.mteb.data_used`}.
+    """
+    results = [model_index_entry(metrics, bench, data[bench]) for bench in TASKS if has_scores(metrics, bench)]
     return [{"name": name, "results": results}]
 
 
@@ -70,12 +73,14 @@ def model_licence(source: str) -> dict:
     return LICENCES[source]
 
 
-def render_model_card(training: dict, metrics: dict) -> str:
+def render_model_card(training: dict, metrics: dict, data: dict | None = None) -> str:
     """README.md for ``dist/<variant>``: metadata, results vs the card, usage, training params.
 
     Args:
         training: the seed folder's training.json.
         metrics: the variant's metrics JSON (evaluate stage).
+        data: {benchmark: :func:`pipeline.mteb.data_used`}, the rows of the ``model-index`` scores
+            (None: our files, provenance not recorded).
     """
     variant = training["variant"]
     cfg = shown_config(training)
@@ -95,7 +100,8 @@ def render_model_card(training: dict, metrics: dict) -> str:
     if not is_local_record(base):  # the hub's base_model takes a hub id; a local folder's path means nothing there
         meta["base_model"] = base["model"]
     meta["datasets"] = datasets
-    meta["model-index"] = model_index(name, metrics)
+    data = data or {bench: data_used(metrics, bench, {}, {}) for bench in TASKS}
+    meta["model-index"] = model_index(name, metrics, data)
 
     corpus = "the distinct sentences of KorSTS train and XNLI-ko dev" if source == "korsts_xnli" else \
         "a Korean Wikipedia corpus"
@@ -115,9 +121,11 @@ def render_model_card(training: dict, metrics: dict) -> str:
              f"Selected at training step {training['selected_step']} of {training['total_steps']} by "
              f"{training['selection_metric']} = {training['best_dev'].get(training['selection_metric'].split('.')[-1], float('nan')):.2f}.",
              "", "## Results (x100; AVG = mean of the eight columns)", "",
-             "Under the card's evaluation protocol. The `model-index` metadata above carries MTEB's KorSTS "
-             "and KLUE-STS scores instead (KorSTS sentences as published, KLUE-STS `labels.label`), named as "
-             "MTEB names them.", ""]
+             "Under the card's evaluation protocol, on the card's files. The `model-index` metadata above "
+             "carries MTEB's KorSTS and KLUE-STS scores instead (no dot product, KorSTS sentences as published, "
+             "KLUE-STS `labels.label`), each naming the rows it was computed on: MTEB's own dataset where the "
+             "pipeline could read it from the hub, otherwise our file (KorSTS: 1,379 pairs, three more than "
+             "MTEB's 1,376).", ""]
     for bench, (_, title) in BENCHMARKS.items():
         if bench not in metrics:
             continue

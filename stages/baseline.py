@@ -35,9 +35,11 @@ def read_params(params: Params) -> dict:
     }
 
 
-def run(cfg: dict, *, models: Path, raw: Path, metrics_path: Path, predictions: Path) -> dict:
+def run(cfg: dict, *, models: Path, raw: Path, metrics_path: Path, predictions: Path,
+        mteb_rows: Path | None = None) -> dict:
     from pipeline.devices import announce, require_device
     from pipeline.evaluate import evaluate_folders
+    from pipeline.mtebrows import read_rows
 
     device = require_device(cfg["device"])
     announce(device, "baseline")
@@ -48,7 +50,7 @@ def run(cfg: dict, *, models: Path, raw: Path, metrics_path: Path, predictions: 
             metrics[slug] = evaluate_folders(
                 [models / variant], benchmark_paths(raw), protocol=cfg["protocol"], max_len=cfg["max_len"],
                 batch_size=cfg["batch_size"], bootstrap=cfg["bootstrap"], default_pooler=cfg["pooler"],
-                labels=[slug], predictions_dir=tmp, device=device.type)
+                labels=[slug], predictions_dir=tmp, device=device.type, mteb_rows=read_rows(mteb_rows))
             print(f"{model} (untrained): KorSTS {metrics[slug]['korsts_test']['avg']:.2f}, "
                   f"KLUE {metrics[slug]['klue_dev']['avg']:.2f}", flush=True)
     write_json(metrics_path, metrics)
@@ -60,12 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("models", "raw", "metrics", "predictions"):
         parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--mteb-rows", type=Path, help="the mteb_rows stage's file (MTEB's own rows)")
     parser.add_argument("--timing", type=Path)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     with Timer() as timer:
         run(read_params(Params.load(args.params)), models=args.models, raw=args.raw, metrics_path=args.metrics,
-            predictions=args.predictions)
+            predictions=args.predictions, mteb_rows=args.mteb_rows)
     write_timing(args.timing, "baseline", timer.seconds)
     return 0
 

@@ -27,8 +27,11 @@ def read_params(params: Params) -> dict:
     return {"models": read_compare(params), **eval_config(params)}
 
 
-def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
+def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path, mteb_rows: Path | None = None) -> dict:
+    from pipeline.mtebrows import read_rows
+
     metrics: dict = {}
+    rows = read_rows(mteb_rows)
     models = cfg["models"]
     if models:
         from pipeline.devices import announce, require_device
@@ -41,7 +44,7 @@ def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
         for entry in models:
             metrics[entry.id], record, embedding = evaluate_checkpoint(
                 entry.id, entry.revision, benchmark_paths(raw), cfg, label=model_slug(entry.id),
-                predictions_dir=tmp, device=device.type, entry=entry)
+                predictions_dir=tmp, device=device.type, entry=entry, mteb_rows=rows)
             manifest["models"][entry.id] = {
                 "model": entry.id, **record, "pooling": embedding.pooling, "normalize": embedding.normalize,
                 "prefix": embedding.prefix, "embedding_from": embedding.origin, "sts_train": entry.sts_train,

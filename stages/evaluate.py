@@ -39,9 +39,10 @@ def seed_folders(models: Path) -> list[Path]:
 
 
 def run(models: Path, raw: Path, metrics_path: Path, predictions: Path, *, protocol, batch_size, bootstrap,
-        device: str = "cuda") -> dict:
+        device: str = "cuda", mteb_rows: Path | None = None) -> dict:
     from pipeline.devices import announce, require_device
     from pipeline.evaluate import evaluate_folders
+    from pipeline.mtebrows import read_rows
 
     torch_device = require_device(device)
 
@@ -55,7 +56,7 @@ def run(models: Path, raw: Path, metrics_path: Path, predictions: Path, *, proto
     with atomic_dir(predictions) as tmp:
         metrics = evaluate_folders(folders, benchmark_paths(raw), protocol=protocol, max_len=max_len,
                                    batch_size=batch_size, bootstrap=bootstrap, labels=[f.name for f in folders],
-                                   predictions_dir=tmp, device=torch_device.type)
+                                   predictions_dir=tmp, device=torch_device.type, mteb_rows=read_rows(mteb_rows))
     write_json(metrics_path, metrics)
     return metrics
 
@@ -65,13 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("models", "raw", "metrics", "predictions"):
         parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--mteb-rows", type=Path, help="the mteb_rows stage's file (MTEB's own rows)")
     parser.add_argument("--timing", type=Path)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     with Timer() as timer:
         protocol, batch_size, bootstrap, device = read_params(Params.load(args.params))
         metrics = run(args.models, args.raw, args.metrics, args.predictions, protocol=protocol,
-                      batch_size=batch_size, bootstrap=bootstrap, device=device)
+                      batch_size=batch_size, bootstrap=bootstrap, device=device, mteb_rows=args.mteb_rows)
     write_timing(args.timing, f"evaluate@{args.models.name}", timer.seconds)
     print(json.dumps({k: round(metrics[k]["avg"], 2) for k in ("korsts_test", "klue_dev")}), flush=True)
     return 0

@@ -28,8 +28,11 @@ def read_params(params: Params) -> dict:
     return {"enabled": enabled, "checkpoints": checkpoints, **eval_config(params)}
 
 
-def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
+def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path, mteb_rows: Path | None = None) -> dict:
+    from pipeline.mtebrows import read_rows
+
     metrics: dict = {}
+    rows = read_rows(mteb_rows)
     if cfg["enabled"]:
         from pipeline.devices import announce, require_device
 
@@ -44,7 +47,7 @@ def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path) -> dict:
                 # the card evaluated [CLS] of the last hidden state, at max length 64
                 metrics[variant], record, _ = evaluate_checkpoint(
                     entry["id"], entry.get("revision") or "", benchmark_paths(raw), cfg, label=variant,
-                    predictions_dir=tmp, device=device.type)
+                    predictions_dir=tmp, device=device.type, mteb_rows=rows)
                 manifest["checkpoints"][variant] = {"model": entry["id"], **record}
                 print(f"{entry['id']}: KorSTS {metrics[variant]['korsts_test']['avg']:.2f}, "
                       f"KLUE {metrics[variant]['klue_dev']['avg']:.2f}", flush=True)

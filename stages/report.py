@@ -65,22 +65,22 @@ def build(cfg: dict, args: argparse.Namespace) -> Path:
     write_json(out / "metrics.json", report.combined_metrics(inputs, comparisons, improvements))
     stage_timings = report.timings(args.timings)
     write_json(out / "timings.json", stage_timings)
-    write_mteb(inputs, stage_timings, out / "mteb")
+    write_mteb(inputs, stage_timings, out / "mteb", args.mteb_rows)
     write_text(out / "README.md", report.render(inputs, figures, comparisons, improvements,
                                                       encoder_figure))
     return out / "README.md"
 
 
-def write_mteb(inputs, stage_timings: dict, folder: Path) -> None:
-    """MTEB-format results (one JSON per task) of every evaluated model into ``folder``."""
+def write_mteb(inputs, stage_timings: dict, folder: Path, rows_file: Path | None) -> None:
+    """MTEB-format results (one JSON per task) of every evaluated model into ``folder``: on MTEB's rows
+    where the evaluation stages scored them (``rows_file``), else labelled with our file."""
     from pipeline import mteb
-
+    from pipeline.mtebrows import provenance
     from pipeline.report import mteb_models
 
     models = mteb_models(inputs, stage_timings)
-    revisions = {bench: inputs.data_manifest.get(bench, {}).get("revision") for bench in mteb.TASKS}
     with atomic_dir(folder) as tmp:
-        mteb.write_results(tmp, models, revisions)
+        mteb.write_results(tmp, models, provenance(rows_file), inputs.data_manifest)
 
 
 @cli_entry
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("out", "metrics", "eval", "models", "live", "raw", "data-models", "train", "timings"):
         parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--mteb-rows", type=Path, help="the mteb_rows stage's file (MTEB's own rows)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     path = build(read_params(Params.load(args.params)), args)

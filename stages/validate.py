@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.atomic import write_text
 from pipeline.errors import UserError, cli_entry
 from pipeline.params import Params, check_sections, eval_settings, train_config
-from stages import compare, corpus, download, fetch_model, published, triplets
+from stages import compare, corpus, download, fetch_model, mteb_rows, published, triplets
 
 
 def validate(params: Params) -> list[str]:
@@ -31,6 +31,7 @@ def validate(params: Params) -> list[str]:
     triplets.read_params(params)
     published.read_params(params)
     compare.read_params(params)
+    mteb_rows.read_params(params)
     check_sections(params.source, "report_sections", params.get("report_sections"))
     report_dir = params.get("report_dir")
     if not isinstance(report_dir, str) or not report_dir or Path(report_dir).is_absolute():
