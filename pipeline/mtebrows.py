@@ -69,7 +69,7 @@ def load_task_rows(bench: str, local: Path | str | None = None) -> StsSet:
         data = datasets.load_dataset(str(local), split=task["split"])
         where = f"{local} (split {task['split']})"
     else:
-        config = None if task["config"] == "default" else task["config"]
+        config = task.get("load_config") or (None if task["config"] == "default" else task["config"])
         data = datasets.load_dataset(task["dataset"], config, revision=task["revision"], split=task["split"])
         where = f"hub dataset {task['dataset']}@{task['revision']} (split {task['split']})"
     return rows_from_columns(bench, data.to_dict(), where)
