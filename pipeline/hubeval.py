@@ -2,9 +2,11 @@
 
 Two stages use this: ``published`` (the card's four checkpoints, [CLS] as the card
 evaluated them) and ``compare`` (params ``compare``: Korean sentence encoders people
-use, each encoded as its own model card defines its embedding). Every checkpoint's
-revision is resolved before any is evaluated, its commit and weights sha256 are
-recorded, and a branch or tag instead of a commit is flagged as unpinned.
+use, each encoded as its own model card defines its embedding). Each checkpoint's
+commit and weights sha256 are recorded, and a branch or tag instead of a commit is
+flagged as unpinned. These are repositories we do not control: one that cannot be
+scored is recorded with its reason and the others are scored (:func:`score_isolated`).
+A repository's sentence-transformers files are read by :mod:`pipeline.stfolder`.
 """
 
 from __future__ import annotations
