@@ -213,3 +213,21 @@ def test_a_default_prompt_becomes_the_prefix_unless_the_pooling_leaves_it_out(tm
     assert str(exc.value) == ("compare: o/m: its Pooling config leaves the prompt's tokens out of the pooling "
                               "(include_prompt false), which this evaluator does not implement; the prefix "
                               "'query: ' would be pooled")
+
+
+def test_a_tokenizer_without_a_limit_is_capped_at_the_positions_as_sentence_transformers_does(tiny, tmp_path):
+    """No max_seq_length and a tokenizer saved without model_max_length: the config's 64 positions."""
+    folder = tmp_path / "nolimit"
+    folder.mkdir()
+    for path in tiny.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    assert json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))["model_max_length"] > 1e20
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 32, "pooling_mode": "max"}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling"}]))
+    declared = read_st_folder(folder)
+    assert (declared.pooling, declared.normalize, declared.max_seq_length) == ("max", False, 64)
+    assert (declared.pooling, declared.normalize, declared.max_seq_length) == _st_pooling(_st_model(folder))
