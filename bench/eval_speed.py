@@ -45,9 +45,10 @@ import torch
 from pipeline.provenance import code_version, cpu_model, describe_code
 from pipeline.atomic import write_text
 from pipeline.data import StsSet, load_benchmark
-from pipeline.evaluate import normalizes, score_folder
+from pipeline.evaluate import score_folder
 from pipeline.metrics import KEYS, correlations, pair_scores
 from pipeline.modeling import CPU_BATCH_TOKENS, length_batches, quiet_transformers, tokenize_ids
+from pipeline.stfolder import read_st_folder
 
 #: metric prefix -> (kind for load_benchmark, path under --data, title)
 BENCHMARKS = {
@@ -95,7 +96,7 @@ def run_naive(folder: str, sts: StsSet, *, max_len: int, batch_size: int) -> dic
                                 truncation=True, return_tensors="pt")
                 out.append(model(**enc).last_hidden_state[:, 0].numpy())  # (B, H)
     e1, e2 = np.concatenate(emb1), np.concatenate(emb2)  # (N, H) each
-    if normalizes(folder):  # the same embedding definition as the pipeline: the model's own Normalize module
+    if read_st_folder(folder).normalize:  # the same embedding definition as the pipeline: the model's own Normalize module
         e1 = e1 / np.maximum(np.linalg.norm(e1, axis=1, keepdims=True), 1e-12)
         e2 = e2 / np.maximum(np.linalg.norm(e2, axis=1, keepdims=True), 1e-12)
     return correlations(sts.scores, pair_scores(e1, e2))

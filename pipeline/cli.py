@@ -30,19 +30,18 @@ def _local_model(model: str, revision: str | None, scratch: Path) -> Path:
 
     if is_local(model):
         return Path(model)
-    record = fetch_model(model, revision, scratch / "model")
+    record = fetch_model(model, revision, scratch / "model", st_files=True)
     print(f"{model}: hub commit {record['commit']}", file=sys.stderr)
     return scratch / "model"
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    import json as _json
-
     import torch
 
     from pipeline.atomic import write_json
     from pipeline.evaluate import embedding_of, evaluate_folders, format_rows
     from pipeline.params import BootstrapConfig
+    from pipeline.stfolder import read_st_folder
 
     paths = {}
     if args.korsts_test:
@@ -56,17 +55,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
             raise UserError(f"{path}: file not found")
     with tempfile.TemporaryDirectory(prefix="simcse-ko-") as scratch:
         folder = _local_model(args.model, args.revision, Path(scratch))
+        declared = read_st_folder(folder)
         max_len = args.max_len
         if max_len is None:
-            config = folder / "sentence_bert_config.json"
-            max_len = _json.loads(config.read_text())["max_seq_length"] if config.is_file() else 64
+            # a sentence-transformers folder is truncated where sentence-transformers would; others at the card's 64
+            max_len = declared.max_seq_length if declared.saved_by_st and declared.max_seq_length else 64
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         pooling, normalize, origin = embedding_of(folder, args.pooler)
+        prefix = "" if args.pooler else declared.prefix("", str(args.model))
         metrics = evaluate_folders(
             [folder], paths, protocol=args.protocol, max_len=max_len, batch_size=args.batch_size,
             bootstrap=BootstrapConfig(resamples=args.resamples, confidence=0.95, seed=args.seed),
-            pooler=args.pooler, labels=[Path(args.model).name], device=device)
-    print(f"pooling: {pooling}, normalize: {'yes' if normalize else 'no'} ({POOLING_ORIGIN[origin]})")
+            pooler=args.pooler, prefix=prefix, labels=[Path(args.model).name], device=device)
+    print(f"pooling: {pooling}, normalize: {'yes' if normalize else 'no'} ({POOLING_ORIGIN[origin]})"
+          + (f", prefix {prefix!r}" if prefix else "") + f", max length {max_len}")
     print("\n".join(format_rows(metrics, args.model)))
     if args.json:
         write_json(args.json, metrics)
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--pooler", choices=("cls", "mean", "max"),
                     help="pool this way and do not normalize, whatever the folder's sentence-transformers "
                          "config says (default: the folder's config, else cls)")
-    ev.add_argument("--max-len", type=int, help="default: the folder's max_seq_length, else 64")
+    ev.add_argument("--max-len", type=int, help="default: where sentence-transformers would truncate the folder "
+                    "(its max_seq_length, else its tokenizer's limit), else 64")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     ev.add_argument("--seed", type=int, default=42, help="bootstrap seed")

@@ -137,8 +137,8 @@ def disk_needed(*, base: Mapping[str, ModelSize], hub_models: Sequence[str], var
         variant_examples: variant -> (data kind, training examples).
         seeds: training runs per variant.
         sources: source key -> bytes (None when the server does not say).
-        published: sizes of the hub checkpoints evaluated as they are, published and compared (HF cache,
-            plus one temporary copy).
+        published: sizes of the hub checkpoints evaluated as they are, published and compared (stored once,
+            in the HF cache; see :func:`pipeline.hubeval.evaluate_checkpoint`).
     """
     size = {v: base[m].bytes for v, m in variant_models.items()}
     parts = {
@@ -152,7 +152,8 @@ def disk_needed(*, base: Mapping[str, ModelSize], hub_models: Sequence[str], var
         "token caches": sum(token_cache_bytes(n, kind) for kind, n in variant_examples.values()) * 2,
     }
     if published:
-        parts["hub checkpoints"] = sum(p.bytes for p in published) + max(p.bytes for p in published)
+        # the HF cache only: the published and compare stages evaluate links into it, not copies
+        parts["hub checkpoints"] = sum(p.bytes for p in published)
     return parts
 
 

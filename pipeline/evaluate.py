@@ -15,7 +15,6 @@ Metrics JSON layout (all values x100, floats, stable keys)::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -25,6 +24,7 @@ from pipeline.data import StsSet, load_benchmark
 from pipeline.mteb import MTEB_KEY
 from pipeline.metrics import KEYS, SIMILARITIES, bootstrap_intervals, correlations, mean_over, pair_scores, std_over
 from pipeline.params import PROTOCOLS, BootstrapConfig
+from pipeline.stfolder import read_st_folder
 
 #: metric prefix -> (benchmark kind, card label)
 BENCHMARKS = {"korsts_test": ("korsts", "KorSTS test"), "klue_dev": ("klue", "KLUE-STS dev")}
@@ -33,27 +33,6 @@ BENCHMARKS = {"korsts_test": ("korsts", "KorSTS test"), "klue_dev": ("klue", "KL
 def load_benchmarks(paths: Mapping[str, Path | str], protocol: str) -> dict[str, StsSet]:
     """Read the benchmarks named in ``paths`` ({"korsts_test": tsv, "klue_dev": json}) under ``protocol``."""
     return {name: load_benchmark(BENCHMARKS[name][0], path, protocol, name=name) for name, path in paths.items()}
-
-
-def pooler_of(folder: Path | str, default: str = "cls") -> str:
-    """The pooling a saved sentence-transformers folder declares, else ``default``."""
-    config = Path(folder) / "1_Pooling" / "config.json"
-    if not config.is_file():
-        return default
-    cfg = json.loads(config.read_text(encoding="utf-8"))
-    for name, key in (("cls", "pooling_mode_cls_token"), ("mean", "pooling_mode_mean_tokens"),
-                      ("max", "pooling_mode_max_tokens")):
-        if cfg.get(key):
-            return name
-    return default
-
-
-def normalizes(folder: Path | str) -> bool:
-    """True if the folder's sentence-transformers pipeline ends in a Normalize module (unit vectors)."""
-    modules = Path(folder) / "modules.json"
-    if not modules.is_file():
-        return False
-    return any(m.get("type", "").endswith("models.Normalize") for m in json.loads(modules.read_text(encoding="utf-8")))
 
 
 def embedding_of(folder: Path | str, pooler: str | None = None, default: str = "cls") -> tuple[str, bool, str]:
@@ -66,9 +45,9 @@ def embedding_of(folder: Path | str, pooler: str | None = None, default: str = "
     """
     if pooler is not None:
         return pooler, False, "given"
-    folder = Path(folder)
-    if (folder / "1_Pooling" / "config.json").is_file() or (folder / "modules.json").is_file():
-        return pooler_of(folder, default), normalizes(folder), "folder"
+    declared = read_st_folder(folder)
+    if declared.pooling is not None or declared.normalize is not None:
+        return declared.pooling or default, bool(declared.normalize), "folder"
     return default, False, "default"
 
 
@@ -110,7 +89,7 @@ def score_folder(
     unique = list(dict.fromkeys(sentences))
     emb = encode(encoder, tokenizer, [prefix + s for s in unique], max_len=max_len, batch_size=batch_size,
                  device=device, autocast_dtype=autocast_dtype, progress=f"encode {Path(folder).name}")
-    if normalizes(folder) if normalize is None else normalize:
+    if bool(read_st_folder(folder).normalize) if normalize is None else normalize:
         emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     row = {s: i for i, s in enumerate(unique)}
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {}

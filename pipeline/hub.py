@@ -18,6 +18,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -53,7 +54,8 @@ SIDE_FILES = (
     "vocab.json", "merges.txt", "added_tokens.json", "sentencepiece.bpe.model", "spiece.model",
 )
 #: The sentence-transformers files that say how a repository defines its embedding (pooling, Normalize,
-#: prompts, length); fetched where present for models evaluated as their own cards define them.
+#: prompts, length); fetched where present for models evaluated as their own cards define them, and read
+#: by pipeline.stfolder (the Pooling config at its usual path).
 ST_FILES = ("modules.json", "1_Pooling/config.json", "config_sentence_transformers.json",
             "sentence_bert_config.json")
 #: Any one of these file sets is a tokenizer transformers can load (fast, WordPiece, BPE, SentencePiece).
@@ -287,7 +289,33 @@ def read_hub_config(repo_id: str, commit: str, retries: int | None = None) -> di
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _fetch_hub(repo_id: str, revision: str, dest: Path, extra: tuple[str, ...] = ()) -> tuple[str, dict[str, str]]:
+def _link(cached: Path | str, target: Path) -> None:
+    """Put the hub cache's file at ``target`` without a second copy: a symlink to its blob, else a hard
+    link, else (a filesystem with neither) a copy."""
+    blob = Path(cached).resolve()
+    try:
+        os.symlink(blob, target)
+    except OSError:
+        try:
+            os.link(blob, target)
+        except OSError:
+            shutil.copyfile(blob, target)
+
+
+def fetch_hub_files(repo_id: str, commit: str, names, dest: Path, retries: int = 4) -> None:
+    """Put the named files of a hub model at ``commit`` into ``dest`` (linked from the hub cache): the
+    small config files a check reads without the weights."""
+    from huggingface_hub import hf_hub_download
+
+    for name in names:
+        cached = _hub_call(lambda: hf_hub_download(repo_id, name, revision=commit), f"{repo_id}@{commit} {name}",
+                           retries=retries)
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        _link(cached, dest / name)
+
+
+def _fetch_hub(repo_id: str, revision: str, dest: Path, extra: tuple[str, ...] = (),
+               link: bool = False) -> tuple[str, dict[str, str]]:
     from huggingface_hub import hf_hub_download
 
     what = f"{repo_id}@{revision}"
@@ -302,12 +330,13 @@ def _fetch_hub(repo_id: str, revision: str, dest: Path, extra: tuple[str, ...] =
             convert_pickle_weights(cached, dest / SAFETENSORS)
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cached, dest / name)
+            (_link if link else shutil.copyfile)(cached, dest / name)
     files = {p.relative_to(dest).as_posix(): sha256_file(p) for p in sorted(dest.rglob("*")) if p.is_file()}
     return commit, files
 
 
-def fetch_model(model: str, revision: str | None, dest: Path | str, *, st_files: bool = False) -> dict:
+def fetch_model(model: str, revision: str | None, dest: Path | str, *, st_files: bool = False,
+                link: bool = False) -> dict:
     """Materialise ``model`` (hub id or local folder) as a local safetensors folder at ``dest``.
 
     Args:
@@ -316,6 +345,8 @@ def fetch_model(model: str, revision: str | None, dest: Path | str, *, st_files:
             and recorded, with a warning).
         dest: the folder to fill (normally a temporary one, renamed by the caller).
         st_files: also fetch the hub repository's sentence-transformers files (:data:`ST_FILES`).
+        link: fill ``dest`` from a hub id with links into the hub cache, not copies (for a folder that is
+            read and deleted, so the weights are stored once); ``pytorch_model.bin`` is still converted.
 
     Returns:
         a manifest record: source, requested revision, resolved commit, whether it
@@ -329,7 +360,7 @@ def fetch_model(model: str, revision: str | None, dest: Path | str, *, st_files:
     if not HUB_ID.match(model):
         raise UserError(f"model {model!r}: not a local folder and not a hub id (expected org/name)")
     revision = revision or "main"
-    commit, files = _fetch_hub(model, revision, dest, ST_FILES if st_files else ())
+    commit, files = _fetch_hub(model, revision, dest, ST_FILES if st_files else (), link=link)
     pinned = is_commit(revision)
     if not pinned:
         print(f"warning: {model}: revision {revision!r} is a branch or tag, not a commit; it resolved to "

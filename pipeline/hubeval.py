@@ -2,14 +2,15 @@
 
 Two stages use this: ``published`` (the card's four checkpoints, [CLS] as the card
 evaluated them) and ``compare`` (params ``compare``: Korean sentence encoders people
-use, each encoded as its own model card defines its embedding). Every checkpoint's
-revision is resolved before any is evaluated, its commit and weights sha256 are
-recorded, and a branch or tag instead of a commit is flagged as unpinned.
+use, each encoded as its own model card defines its embedding). Each checkpoint's
+commit and weights sha256 are recorded, and a branch or tag instead of a commit is
+flagged as unpinned. These are repositories we do not control: one that cannot be
+scored is recorded with its reason and the others are scored (:func:`score_isolated`).
+A repository's sentence-transformers files are read by :mod:`pipeline.stfolder`.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,10 @@ from typing import Any, Callable, Mapping
 
 from pipeline.errors import UserError
 from pipeline.params import Params, check_max_len, device_setting, eval_settings
+from pipeline.stfolder import POOLINGS, read_st_folder
 
-POOLINGS = ("cls", "mean", "max")
 #: the keys a `compare` entry may have
 COMPARE_KEYS = ("id", "revision", "pooling", "normalize", "prefix", "sts_train")
-#: sentence-transformers pooling modes this pipeline cannot reproduce (a model using one is refused)
-UNSUPPORTED_MODES = ("pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens",
-                     "pooling_mode_lasttoken")
-_MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_max_tokens": "max"}
 
 
 @dataclass(frozen=True)
@@ -100,38 +97,19 @@ def read_compare(params: Params) -> list[Encoder]:
     return out
 
 
-def declared_embedding(folder: Path | str) -> tuple[str | None, bool | None]:
-    """(pooling, normalize) a model folder's sentence-transformers files declare; None where a file is absent.
-
-    Raises:
-        UserError: the pooling config uses a mode this pipeline does not implement.
-    """
-    folder = Path(folder)
-    pooling = normalize = None
-    config = folder / "1_Pooling" / "config.json"
-    if config.is_file():
-        cfg = json.loads(config.read_text(encoding="utf-8"))
-        odd = [m for m in UNSUPPORTED_MODES if cfg.get(m)]
-        modes = [name for key, name in _MODES.items() if cfg.get(key)]
-        if odd or len(modes) != 1:
-            raise UserError(f"{config.name} of {folder.name}: pooling modes {odd + modes or 'none'}; expected exactly "
-                            f"one of {', '.join(_MODES)}")
-        pooling = modes[0]
-    modules = folder / "modules.json"
-    if modules.is_file():
-        normalize = any(str(m.get("type", "")).endswith("Normalize")
-                        for m in json.loads(modules.read_text(encoding="utf-8")))
-    return pooling, normalize
-
-
 def embedding_for(entry: Encoder, folder: Path | str) -> Embedding:
     """How to encode ``entry``: its params where given, else its repository's sentence-transformers files.
 
     Raises:
-        UserError: a given value contradicts the repository's files, or the pooling is known from neither.
+        UserError: a given value contradicts the repository's files, the pooling is known from neither, or
+            the files declare what our evaluator cannot reproduce (see :mod:`pipeline.stfolder`).
     """
-    declared_pool, declared_norm = declared_embedding(folder)
     what = f"compare: {entry.id}"
+    try:
+        declared = read_st_folder(folder)
+    except UserError as exc:
+        raise UserError(f"{what}: {exc}") from None
+    declared_pool, declared_norm = declared.pooling, declared.normalize
     if entry.pooling and declared_pool and entry.pooling != declared_pool:
         raise UserError(f"{what}: pooling {entry.pooling!r} in params.yaml, but the repository's "
                         f"1_Pooling/config.json says {declared_pool!r}; leave pooling empty to follow the repository")
@@ -143,6 +121,7 @@ def embedding_for(entry: Encoder, folder: Path | str) -> Embedding:
         raise UserError(f"{what}: the repository has no sentence-transformers pooling config "
                         "(1_Pooling/config.json); set pooling (cls, mean or max) as its model card defines it")
     normalize = entry.normalize if entry.normalize is not None else bool(declared_norm)
+    prefix = declared.prefix(entry.prefix, what)
     from_repo = [name for name, found in (("pooling", declared_pool), ("Normalize", declared_norm))
                  if found is not None]
     if not (entry.pooling or entry.normalize is not None):
@@ -151,25 +130,51 @@ def embedding_for(entry: Encoder, folder: Path | str) -> Embedding:
         origin = f"params.yaml (its model card), matching the repository's {' and '.join(from_repo)}"
     else:
         origin = "params.yaml (its model card); the repository has no sentence-transformers files"
-    return Embedding(pooling=pooling, normalize=normalize, prefix=entry.prefix, origin=origin)
+    if prefix and not entry.prefix:
+        origin += "; prefix from its config_sentence_transformers.json default prompt"
+    return Embedding(pooling=pooling, normalize=normalize, prefix=prefix, origin=origin)
 
 
-def resolve_revisions(models: Mapping[str, tuple[str, str]], key: str) -> None:
-    """Resolve every {name: (hub id, revision)} before evaluating any: a revision that no longer
-    resolves stops the stage in one line naming ``key.<name>``, not after the others ran."""
-    from pipeline.hub import repo_listing
+#: How a model we do not control fails without it being a bug of ours: a UserError (revision resolution,
+#: download, its files, a contradiction with params.yaml; pipeline.hub maps the hub client's transport errors
+#: to one) or an OSError (a full disk, a broken file). Anything else is a bug in our code: it is not caught,
+#: so the stage stops with its traceback, as every other stage does.
+ISOLATED_ERRORS = (UserError, OSError)
 
-    for name, (model_id, revision) in models.items():
-        try:
-            repo_listing(model_id, revision or "main")
-        except UserError as exc:
-            raise UserError(f"{key}.{name}: {exc}") from None
+
+def one_line(exc: BaseException) -> str:
+    """An isolated failure as one line (a UserError is one already; an OSError gets its type)."""
+    text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+def score_isolated(what: str, failed: list[dict], record: Mapping[str, Any], score: Callable[[], Any]) -> Any:
+    """``score()``, or None after recording why it failed (:data:`ISOLATED_ERRORS` only).
+
+    One model that cannot be scored must not cost the others' scores (nor the report after a
+    training run): its failure is appended to ``failed`` as ``{**record, "reason": one line}``
+    for the stage's manifest, and a ``warning:`` line naming ``what`` is printed.
+    """
+    try:
+        return score()
+    except ISOLATED_ERRORS as exc:
+        reason = one_line(exc)
+        failed.append({**record, "reason": reason})
+        said = reason.removeprefix(f"{what}: ")  # the error may name the model already
+        print(f"warning: {what}: not scored, the others are: {said} (once fixed, rerun the stage with "
+              "`dvc repro -f`: DVC counts this run as done)", flush=True)
+        return None
 
 
 def evaluate_checkpoint(model_id: str, revision: str, paths: Mapping[str, Path], cfg: Mapping[str, Any], *,
                         label: str, predictions_dir: Path, device: str,
                         entry: Encoder | None = None, mteb_rows: Mapping | None = None) -> tuple[dict, dict, Embedding]:
-    """Fetch one hub checkpoint to a temporary folder and evaluate it with our code.
+    """Fetch one hub checkpoint and evaluate it with our code.
+
+    The temporary folder evaluated holds links into the hub cache, not copies (see
+    :func:`pipeline.hub.fetch_model`), so each checkpoint's weights are stored once;
+    ``pipeline.estimate.disk_needed`` counts them so. On failure no prediction file of
+    ``label`` is left in ``predictions_dir``.
 
     Args:
         paths: the benchmark files ({"korsts_test": ..., "klue_dev": ...}).
@@ -187,14 +192,19 @@ def evaluate_checkpoint(model_id: str, revision: str, paths: Mapping[str, Path],
 
     with tempfile.TemporaryDirectory(prefix="hub-eval-") as tmp:
         folder = Path(tmp) / "model"
-        record = fetch_model(model_id, revision or None, folder, st_files=entry is not None)
+        record = fetch_model(model_id, revision or None, folder, st_files=entry is not None, link=True)
         embedding = (embedding_for(entry, folder) if entry is not None
                      else Embedding("cls", False, "", "the card's protocol"))
-        metrics = evaluate_folders(
-            [folder], paths, protocol=cfg["protocol"], max_len=cfg["max_len"], batch_size=cfg["batch_size"],
-            bootstrap=cfg["bootstrap"], pooler=embedding.pooling, normalize=embedding.normalize,
-            prefix=embedding.prefix, labels=[label], predictions_dir=predictions_dir, device=device,
-            mteb_rows=mteb_rows)
+        try:
+            metrics = evaluate_folders(
+                [folder], paths, protocol=cfg["protocol"], max_len=cfg["max_len"], batch_size=cfg["batch_size"],
+                bootstrap=cfg["bootstrap"], pooler=embedding.pooling, normalize=embedding.normalize,
+                prefix=embedding.prefix, labels=[label], predictions_dir=predictions_dir, device=device,
+                mteb_rows=mteb_rows)
+        except BaseException:
+            for partial in Path(predictions_dir).glob(f"*.{label}.tsv"):
+                partial.unlink()
+            raise
     return metrics, record, embedding
 
 

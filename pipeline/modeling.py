@@ -511,7 +511,14 @@ def drop_load_time_keys(path: Path) -> None:
 
 
 def write_sentence_transformers_config(folder: Path, *, hidden_size: int, pooler: str, max_len: int) -> None:
-    """Make ``folder`` loadable by ``SentenceTransformer`` with the pooling we evaluate."""
+    """Make ``folder`` loadable by ``SentenceTransformer`` with the pooling we evaluate.
+
+    Written in the older format (``pooling_mode_*`` booleans, ``word_embedding_dimension``,
+    ``max_seq_length``) on purpose: sentence-transformers 6.2 reads it exactly as its own
+    ``pooling_mode``/``embedding_dimension`` format (tests/test_stfolder.py loads both), while
+    older releases (their Pooling takes ``word_embedding_dimension``) reject the new keys, so a package
+    we publish loads in both.
+    """
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},

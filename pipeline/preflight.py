@@ -4,10 +4,12 @@ One :class:`Check` per line: the params, the device (CUDA, GPU, memory,
 torch/CUDA versions, bf16/fp16) and ``nproc`` against the visible GPUs, every
 source in params.yaml (reachable, its size, a local copy in data/raw against its
 pinned sha256), every base model and published checkpoint (the revision
-resolves to a commit; config, weights and tokenizer are there), free disk
+resolves to a commit; config, weights and tokenizer are there), every compared
+model's sentence-transformers files read as the compare stage reads them (a pooling
+or Normalize contradicting params.yaml fails here, before any training), free disk
 against what the run writes, and the wall time per stage estimated from
-``reports/bench/``. Nothing is downloaded but config.json files; nothing is
-written.
+``reports/bench/``. Nothing is downloaded but config files (into the hub cache);
+nothing is written in the project.
 
 The device probe is an argument, so tests simulate a CUDA machine or a
 CPU-only one.
@@ -24,8 +26,8 @@ from typing import Callable, Iterable, Iterator
 from pipeline import estimate
 from pipeline.download import remote_size, resolve_source, sha256_file
 from pipeline.errors import UserError
-from pipeline.hub import HUB_ID, is_commit, read_hub_config, repo_listing, required_files
-from pipeline.hubeval import read_compare
+from pipeline.hub import HUB_ID, ST_FILES, fetch_hub_files, is_commit, read_hub_config, repo_listing, required_files
+from pipeline.hubeval import Encoder, embedding_for, embedding_text, read_compare
 from pipeline.modeling import SAFETENSORS
 from pipeline.params import Params, check_choice, effective_seeds, train_config
 from pipeline.sources import file_name, resolved_sources
@@ -165,6 +167,27 @@ def check_model(name: str, model: str, revision: str | None, *, root: Path) -> t
     return Check(name, "ok", detail), estimate.ModelSize(bytes=size, nonembedding=nonembedding)
 
 
+def check_compared(entry: Encoder, *, root: Path) -> tuple[Check, estimate.ModelSize | None]:
+    """:func:`check_model`, then the embedding the compare stage will use: the repository's
+    sentence-transformers files fetched (no weights) and read against params.yaml's entry."""
+    import tempfile
+
+    name = f"compare {entry.id}"
+    check, size = check_model(name, entry.id, entry.revision or None, root=root)
+    if check.status != "ok":
+        return check, size
+    try:
+        commit, files = repo_listing(entry.id, entry.revision or "main", retries=HUB_RETRIES)
+        with tempfile.TemporaryDirectory(prefix="preflight-st-") as tmp:
+            fetch_hub_files(entry.id, commit, [n for n in ST_FILES if n in files], Path(tmp), retries=HUB_RETRIES)
+            embedding = embedding_for(entry, tmp)
+    except UserError as exc:
+        return Check(name, "fail", str(exc)), size
+    text = embedding_text({"pooling": embedding.pooling, "normalize": embedding.normalize,
+                           "prefix": embedding.prefix})
+    return Check(name, "ok", f"{check.detail}; embedding {text}, from {embedding.origin}"), size
+
+
 def _train_examples(root: Path, kind: str) -> tuple[int, str]:
     """Training examples of ``kind`` from data/train's manifest if it exists, else the card's count."""
     manifest = root / "data" / "train" / kind / "manifest.json"
@@ -199,7 +222,7 @@ class Plan:
     configs: dict  # variant -> TrainConfig
     revisions: dict
     published: dict  # variant -> {id, revision}; empty when published.enabled is false
-    compare: dict  # hub id -> {id, revision}: the `compare` list
+    compare: dict  # hub id -> its validated `compare` entry (pipeline.hubeval.Encoder)
 
 
 def read_plan(params: Params) -> Plan:
@@ -216,7 +239,7 @@ def read_plan(params: Params) -> Plan:
         published = params.get("published.checkpoints")
         if not isinstance(published, dict) or not all(isinstance(v, dict) and "id" in v for v in published.values()):
             raise UserError(f"{src}: published.checkpoints must map a variant to {{id, revision}}")
-    compare = {e.id: {"id": e.id, "revision": e.revision} for e in read_compare(params)}
+    compare = {e.id: e for e in read_compare(params)}
     return Plan(device=check_choice(src, "device", params.get("device", "cuda"), DEVICES),
                  precision=first.precision, nproc=first.nproc, seeds=len(effective_seeds(params)),
                  sources=sources, configs=configs, revisions=revisions, published=published, compare=compare)
@@ -327,10 +350,12 @@ def iter_preflight(params: Params, *, root: Path | str = ".", probe: Callable[[]
         yield check
         if size is not None:
             sizes[model] = size
-    checkpoints = {f"published.{n}": (f"published.checkpoints.{n}", e) for n, e in plan.published.items()}
-    checkpoints.update({f"compare.{n}": (f"compare {n}", e) for n, e in plan.compare.items()})
-    for key, (what, entry) in checkpoints.items():
-        check, size = check_model(what, entry["id"], entry.get("revision") or None, root=root)
+    checks = {f"published.{n}": lambda n=n, e=e: check_model(f"published.checkpoints.{n}", e["id"],
+                                                             e.get("revision") or None, root=root)
+              for n, e in plan.published.items()}
+    checks.update({f"compare.{n}": lambda e=e: check_compared(e, root=root) for n, e in plan.compare.items()})
+    for key, check_one in checks.items():
+        check, size = check_one()
         yield check
         if size is not None:
             sizes[key] = size

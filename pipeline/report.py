@@ -725,6 +725,22 @@ def encoders_section(inputs: ReportInputs, figure: str | None = None) -> list[st
     return lines
 
 
+def failed_models_section(inputs: ReportInputs) -> list[str]:
+    """The hub checkpoints the published and compare stages could not score, each with its reason
+    (their manifests' ``failed``); empty when every one was scored."""
+    failed = [(f"published checkpoint `{f['variant']}`", f) for f in inputs.published_manifest.get("failed", [])]
+    failed += [("compared encoder", f) for f in inputs.compare_manifest.get("failed", [])]
+    if not failed:
+        return []
+    lines = ["## Models not scored", "",
+             "These hub checkpoints could not be scored, so the tables above leave them out; the others were "
+             "scored as usual. Once the cause is fixed, `dvc repro -f` the stage named.", ""]
+    for what, f in failed:
+        stage = "published" if what.startswith("published") else "compare"
+        lines.append(f"- {what} `{f['id']}` at `{f.get('revision') or 'main'}` (stage `{stage}`): {f['reason']}")
+    return lines + [""]
+
+
 def draw_encoder_figure(inputs: ReportInputs, folder: Path, rel: str = "figures") -> str | None:
     """The comparison's figure (AVG with interval bars per model, both benchmarks); None without `compare`."""
     from pipeline import plots
@@ -899,6 +915,7 @@ def render(inputs: ReportInputs, figures: dict[str, list[Figure]], comparisons: 
     lines += published_section(inputs, comparisons)
     # the section on models that could not be evaluated (compare/published manifests' "failed") goes here
     lines += encoders_section(inputs, encoder_figure)
+    lines += failed_models_section(inputs)
     lines += figures_section(inputs, figures)
     lines += provenance_section(inputs)
     lines += ["## References", ""] + [f"- {c}" for c in CITATIONS] + [""]

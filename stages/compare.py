@@ -7,7 +7,11 @@ columns, both benchmarks, both protocols, paired bootstrap intervals), each enco
 the way its own model card defines its embedding: the pooling and Normalize of its
 sentence-transformers files, or what params.yaml gives from its card, and any input
 prefix (e5's ``query: ``). The manifest records each model's resolved commit, whether
-it was pinned, its files' sha256 and the embedding used. ``compare: []`` writes empty
+it was pinned, its files' sha256 and the embedding used. A model that cannot be scored
+(its revision, download, files or a contradiction with params.yaml) is listed under
+``failed`` with its reason and a ``warning:`` line, and the others are scored: these are
+repositories we do not control, and the report after the training must not depend on
+all of them (see :func:`pipeline.hubeval.score_isolated`). ``compare: []`` writes empty
 outputs and needs no hub.
 """
 
@@ -18,7 +22,7 @@ from pathlib import Path
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import cli_entry
 from pipeline.hub import model_slug
-from pipeline.hubeval import eval_config, evaluate_checkpoint, hub_stage_main, read_compare, resolve_revisions
+from pipeline.hubeval import eval_config, evaluate_checkpoint, hub_stage_main, read_compare, score_isolated
 from pipeline.params import Params
 from stages.evaluate import benchmark_paths
 
@@ -38,13 +42,17 @@ def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path, mteb_row
 
         device = require_device(cfg["device"])  # before anything is downloaded or written
         announce(device, "compare")
-        resolve_revisions({str(i): (m.id, m.revision) for i, m in enumerate(models)}, "compare")
     with atomic_dir(predictions) as tmp:
-        manifest: dict = {"max_len": cfg["max_len"], "protocol": cfg["protocol"], "models": {}}
+        manifest: dict = {"max_len": cfg["max_len"], "protocol": cfg["protocol"], "models": {}, "failed": []}
         for entry in models:
-            metrics[entry.id], record, embedding = evaluate_checkpoint(
-                entry.id, entry.revision, benchmark_paths(raw), cfg, label=model_slug(entry.id),
-                predictions_dir=tmp, device=device.type, entry=entry, mteb_rows=rows)
+            scored = score_isolated(
+                f"compare: {entry.id}", manifest["failed"], {"id": entry.id, "revision": entry.revision},
+                lambda: evaluate_checkpoint(entry.id, entry.revision, benchmark_paths(raw), cfg,
+                                            label=model_slug(entry.id), predictions_dir=tmp, device=device.type,
+                                            entry=entry, mteb_rows=rows))
+            if scored is None:
+                continue
+            metrics[entry.id], record, embedding = scored
             manifest["models"][entry.id] = {
                 "model": entry.id, **record, "pooling": embedding.pooling, "normalize": embedding.normalize,
                 "prefix": embedding.prefix, "embedding_from": embedding.origin, "sts_train": entry.sts_train,

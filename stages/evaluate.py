@@ -20,6 +20,7 @@ from pipeline.provenance import Timer, write_timing
 from pipeline.errors import UserError, cli_entry
 from pipeline.params import Params, device_setting, eval_settings
 from pipeline.sources import file_name
+from pipeline.stfolder import read_st_folder
 
 
 def read_params(params: Params):
@@ -47,11 +48,11 @@ def run(models: Path, raw: Path, metrics_path: Path, predictions: Path, *, proto
     torch_device = require_device(device)
 
     folders = seed_folders(models)
-    config = folders[0] / "sentence_bert_config.json"
-    if not config.is_file():
-        raise UserError(f"{config}: missing; expected a model folder written by the train stage "
+    declared = read_st_folder(folders[0])
+    if not declared.saved_by_st or declared.max_seq_length is None:
+        raise UserError(f"{folders[0] / 'modules.json'}: missing; expected a model folder written by the train stage "
                         "(use `simcse-ko evaluate` for other models)")
-    max_len = json.loads(config.read_text(encoding="utf-8"))["max_seq_length"]
+    max_len = declared.max_seq_length
     announce(torch_device, f"evaluate@{models.name}")
     with atomic_dir(predictions) as tmp:
         metrics = evaluate_folders(folders, benchmark_paths(raw), protocol=protocol, max_len=max_len,

@@ -5,7 +5,9 @@
 Separates "our evaluation differs from the card" (published checkpoint vs the
 card's numbers) from "our training differs" (our model vs the published
 checkpoint). Needs the Hugging Face hub; with `published.enabled: false`
-(offline) it writes an empty metrics file and says so in the manifest.
+(offline) it writes an empty metrics file and says so in the manifest. A checkpoint
+that cannot be scored is listed under ``failed`` with its reason and a ``warning:``
+line, and the others are scored (see :func:`pipeline.hubeval.score_isolated`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import UserError, cli_entry
-from pipeline.hubeval import eval_config, evaluate_checkpoint, hub_stage_main, resolve_revisions
+from pipeline.hubeval import eval_config, evaluate_checkpoint, hub_stage_main, score_isolated
 from pipeline.params import Params, check_bool
 from stages.evaluate import benchmark_paths
 
@@ -38,16 +40,20 @@ def run(cfg: dict, *, raw: Path, metrics_path: Path, predictions: Path, mteb_row
 
         device = require_device(cfg["device"])  # before anything is downloaded or written
         announce(device, "published")
-        resolve_revisions({v: (e["id"], e.get("revision") or "") for v, e in cfg["checkpoints"].items()},
-                          "published.checkpoints")
     with atomic_dir(predictions) as tmp:
-        manifest: dict = {"enabled": cfg["enabled"], "checkpoints": {}}
+        manifest: dict = {"enabled": cfg["enabled"], "checkpoints": {}, "failed": []}
         if cfg["enabled"]:
             for variant, entry in cfg["checkpoints"].items():
+                revision = entry.get("revision") or ""
                 # the card evaluated [CLS] of the last hidden state, at max length 64
-                metrics[variant], record, _ = evaluate_checkpoint(
-                    entry["id"], entry.get("revision") or "", benchmark_paths(raw), cfg, label=variant,
-                    predictions_dir=tmp, device=device.type, mteb_rows=rows)
+                scored = score_isolated(
+                    f"published.checkpoints.{variant}", manifest["failed"],
+                    {"variant": variant, "id": entry["id"], "revision": revision},
+                    lambda: evaluate_checkpoint(entry["id"], revision, benchmark_paths(raw), cfg, label=variant,
+                                                predictions_dir=tmp, device=device.type, mteb_rows=rows))
+                if scored is None:
+                    continue
+                metrics[variant], record, _ = scored
                 manifest["checkpoints"][variant] = {"model": entry["id"], **record}
                 print(f"{entry['id']}: KorSTS {metrics[variant]['korsts_test']['avg']:.2f}, "
                       f"KLUE {metrics[variant]['klue_dev']['avg']:.2f}", flush=True)

@@ -97,8 +97,8 @@ def test_the_embedding_follows_the_repository_or_the_card_and_refuses_a_contradi
                      "leave normalize empty to follow it",
         "missing": "compare: o/bare: the repository has no sentence-transformers pooling config "
                    "(1_Pooling/config.json); set pooling (cls, mean or max) as its model card defines it",
-        "odd mode": "config.json of odd: pooling modes ['pooling_mode_lasttoken']; expected exactly one of "
-                    "pooling_mode_cls_token, pooling_mode_mean_tokens, pooling_mode_max_tokens",
+        "odd mode": "compare: o/odd: 1_Pooling/config.json of odd: pooling mode 'lasttoken' is not implemented "
+                    "here; expected one of cls, mean, max",
     }
 
 
@@ -131,25 +131,64 @@ def test_the_prefix_is_put_before_every_sentence(tiny):
     assert np.abs(with_prefix["cosine"] - without["cosine"]).max() > 1e-4
 
 
-def test_a_contradicted_card_stops_the_stage_with_one_line_and_no_output(tiny, tmp_path):
-    """The model's repository says mean pooling, params.yaml says cls: one line, nothing written."""
-    from pipeline.modeling import write_sentence_transformers_config
-
-    write_sentence_transformers_config(tiny["model"], hidden_size=32, pooler="mean", max_len=64)
-    repos = {"org/st-model": ("a" * 40, fakehub.folder_files(tiny["model"]))}
-    project = tmp_path / "project"
-    raw = project / "data" / "raw"
+def _compare_project(tiny, root: Path, compare: list[dict]) -> Path:
+    raw = root / "data" / "raw"
     raw.mkdir(parents=True)
     (raw / "korsts_test.tsv").write_bytes(tiny["sources"]["korsts_test"].read_bytes())
     (raw / "klue_dev.json").write_bytes(tiny["sources"]["klue_dev"].read_bytes())
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    params.update(device="cpu", compare=[{"id": "org/st-model", "revision": "a" * 40, "pooling": "cls"}])
-    (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    params.update(device="cpu", compare=compare)
+    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    return root
+
+
+def test_a_failing_model_is_recorded_and_the_others_are_scored_as_without_it(tiny, tmp_path):
+    """Among good models, one whose repository contradicts params.yaml and one that does not exist:
+    the stage succeeds, names both with their reasons, and scores the good ones exactly as a run
+    without the bad ones does."""
+    from pipeline.modeling import write_sentence_transformers_config
+
+    st_model = tmp_path / "st-model"
+    st_model.mkdir()
+    for path in tiny["model"].iterdir():
+        (st_model / path.name).write_bytes(path.read_bytes())
+    write_sentence_transformers_config(st_model, hidden_size=32, pooler="mean", max_len=64)
+    served = fakehub.folder_files(st_model)
+    repos = {"org/st-model": ("a" * 40, served), "org/good": ("b" * 40, served),
+             "org/plain": ("c" * 40, fakehub.folder_files(tiny["model"]))}
+    good = [{"id": "org/good", "revision": "b" * 40}, {"id": "org/plain", "revision": "c" * 40, "pooling": "max"}]
+    bad = [{"id": "org/st-model", "revision": "a" * 40, "pooling": "cls"}, {"id": "org/gone", "revision": "d" * 40}]
+    runs = {}
     with fakehub.serve(repos) as url:
-        result = run_module("stages.compare", "--raw", "data/raw", "--metrics", "metrics/compare.json",
-                            "--predictions", "eval/compare", cwd=project, env=fakehub.hub_env(url, tmp_path / "hf"))
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.strip().splitlines() == [
-        "error: compare: org/st-model: pooling 'cls' in params.yaml, but the repository's 1_Pooling/config.json "
-        "says 'mean'; leave pooling empty to follow the repository"]
-    assert not (project / "metrics").exists() and not any((project / "eval").rglob("*"))  # no partial output
+        for name, compare in (("mixed", [bad[0], good[0], bad[1], good[1]]), ("good", good)):
+            project = _compare_project(tiny, tmp_path / name, compare)
+            result = run_module("stages.compare", "--raw", "data/raw", "--metrics", "metrics/compare.json",
+                                "--predictions", "eval/compare", cwd=project,
+                                env=fakehub.hub_env(url, tmp_path / f"hf-{name}"))
+            assert result.returncode == 0, result.stdout + result.stderr
+            runs[name] = (project, result)
+    mixed, alone = runs["mixed"][0], runs["good"][0]
+    metrics = json.loads((mixed / "metrics/compare.json").read_text(encoding="utf-8"))
+    assert metrics == json.loads((alone / "metrics/compare.json").read_text(encoding="utf-8"))
+    assert set(metrics) == {"org/good", "org/plain"}
+    assert metrics["org/good"]["korsts_test"]["avg"] != metrics["org/plain"]["korsts_test"]["avg"]
+    manifest = json.loads((mixed / "eval/compare/manifest.json").read_text(encoding="utf-8"))
+    contradiction = ("compare: org/st-model: pooling 'cls' in params.yaml, but the repository's "
+                     "1_Pooling/config.json says 'mean'; leave pooling empty to follow the repository")
+    gone = f"org/gone@{'d' * 40}: unknown hub id (or private without a token); expected an existing model id or a " \
+           "local folder"
+    assert manifest["failed"] == [{"id": "org/st-model", "revision": "a" * 40, "reason": contradiction},
+                                  {"id": "org/gone", "revision": "d" * 40, "reason": gone}]
+    assert set(manifest["models"]) == {"org/good", "org/plain"}
+    assert json.loads((alone / "eval/compare/manifest.json").read_text(encoding="utf-8"))["failed"] == []
+    warnings = [line for line in runs["mixed"][1].stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: compare: org/st-model: not scored, the others are: {contradiction.split(': ', 2)[2]} (once "
+        "fixed, rerun the stage with `dvc repro -f`: DVC counts this run as done)",
+        f"warning: compare: org/gone: not scored, the others are: {gone} (once fixed, rerun the stage with "
+        "`dvc repro -f`: DVC counts this run as done)"]
+    predictions = sorted(p.name for p in (mixed / "eval/compare").iterdir())
+    assert predictions == sorted(p.name for p in (alone / "eval/compare").iterdir())
+    for name in predictions:
+        if name != "manifest.json":
+            assert (mixed / "eval/compare" / name).read_bytes() == (alone / "eval/compare" / name).read_bytes()

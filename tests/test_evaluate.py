@@ -75,7 +75,7 @@ def test_cli_writes_the_same_metrics_as_the_stage(stage_metrics, workspace):
     assert cli == stage_metrics
     assert "| AVG |" in result.stdout and " ± " in result.stdout
     assert result.stdout.splitlines()[0] == \
-        "pooling: mean, normalize: yes (from the folder's sentence-transformers config)"
+        "pooling: mean, normalize: yes (from the folder's sentence-transformers config), max length 256"
 
 
 def _by_hand_cls(sentences1: list[str], sentences2: list[str], gold, max_len: int) -> dict[str, float]:
@@ -107,7 +107,7 @@ def test_cli_pooler_overrides_the_folders_pooling_and_normalize(stage_metrics, w
                         "--klue-dev", "data/raw/klue_dev.json", "--json", "cls.json", "--resamples", "200",
                         "--pooler", "cls", cwd=workspace)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines()[0] == "pooling: cls, normalize: no (from --pooler)"
+    assert result.stdout.splitlines()[0] == "pooling: cls, normalize: no (from --pooler), max length 256"
     ours = json.loads((workspace / "cls.json").read_text())["klue_dev"]
     sts = load_benchmark("klue", workspace / "data" / "raw" / "klue_dev.json", "card")
     hand = _by_hand_cls(sts.sentence1, sts.sentence2, sts.scores, max_len=256)  # the folder's max_seq_length

@@ -352,3 +352,45 @@ def test_remote_size_head_ranged_get_404_and_local(world, tmp_path):
     assert remote_size(world.sources["korsts_dev"].as_uri()) == len(data)
     with pytest.raises(UserError, match="source file not found"):
         remote_size(str(tmp_path / "nope.tsv"))
+
+
+def test_a_compared_models_sentence_transformers_files_are_checked_as_compare_reads_them(world, tmp_path):
+    """Two compared repositories with sentence-transformers files (mean pooling + Normalize):
+    params.yaml agreeing with them passes and says the embedding; params.yaml saying cls fails
+    before any training, with the compare stage's own line; one declaring weightedmean fails."""
+    from pipeline import fakehub
+    from pipeline.modeling import write_sentence_transformers_config
+
+    st = tmp_path / "st"
+    st.mkdir()
+    for name, data in world.model_files.items():
+        (st / name).write_bytes(data)
+    write_sentence_transformers_config(st, hidden_size=32, pooler="mean", max_len=64)
+    modules = json.loads((st / "modules.json").read_text(encoding="utf-8"))
+    (st / "modules.json").write_text(json.dumps(modules + [{"idx": 2, "name": "2", "path": "2_Normalize",
+                                                            "type": "sentence_transformers.models.Normalize"}]))
+    st_files = fakehub.folder_files(st)
+    odd = {**st_files, "1_Pooling/config.json": json.dumps({"pooling_mode": "weightedmean"}).encode()}
+    repos = {REPO: (COMMIT, world.model_files), "org/agrees": ("a" * 40, st_files),
+             "org/contradicts": ("b" * 40, st_files), "org/odd": ("c" * 40, odd)}
+    (tmp_path / "project").mkdir()
+    root = _project(tmp_path / "project", world, compare=[
+        {"id": "org/agrees", "revision": "a" * 40, "normalize": True},
+        {"id": "org/contradicts", "revision": "b" * 40, "pooling": "cls"},
+        {"id": "org/odd", "revision": "c" * 40}])
+    with fakehub.serve(repos) as url:
+        result = run_module("pipeline.cli", "preflight", cwd=root, env={**_env(world, tmp_path), "HF_ENDPOINT": url})
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = _lines(result.stdout)
+    assert lines["compare org/agrees"].startswith("ok    compare org/agrees: org/agrees@" + "a" * 40)
+    assert lines["compare org/agrees"].endswith(
+        "; embedding mean + Normalize, from params.yaml (its model card), matching the repository's pooling and "
+        "Normalize")
+    assert lines["compare org/contradicts"] == (
+        "FAIL  compare org/contradicts: compare: org/contradicts: pooling 'cls' in params.yaml, but the "
+        "repository's 1_Pooling/config.json says 'mean'; leave pooling empty to follow the repository")
+    odd_line = lines["compare org/odd"]  # the temporary folder's name is in the middle
+    assert odd_line.startswith("FAIL  compare org/odd: compare: org/odd: 1_Pooling/config.json of preflight-st-")
+    assert odd_line.endswith(": pooling mode 'weightedmean' is not implemented here; expected one of cls, mean, max")
+    assert result.stdout.rstrip().splitlines()[-1].startswith(
+        "verdict: NOT READY: 2 of ") and "(compare org/contradicts, compare org/odd)" in result.stdout

@@ -404,3 +404,23 @@ def test_report_code_param_is_checked(tmp_path):
     assert report_code(Params({"report_code": {"commit": "ab" * 20, "dirty": False}}))["commit"] == "ab" * 20
     with pytest.raises(UserError, match=r"params.yaml: report_code = 'abc': expected \{\} or"):
         report_code(Params({"report_code": "abc"}))
+
+
+def test_models_not_scored_are_listed_with_their_reasons(inputs):
+    """The failed entries of the published and compare manifests reach the report, one line each."""
+    import dataclasses
+
+    assert "## Models not scored" not in report.render(inputs, {}, report.published_differences(inputs))
+    failing = dataclasses.replace(
+        inputs,
+        published_manifest={**inputs.published_manifest, "failed": [
+            {"variant": "bert-sup", "id": "p/sup", "revision": "f" * 40, "reason": "p/sup@fff: revision not found"}]},
+        compare_manifest={"models": {}, "failed": [
+            {"id": "o/a", "revision": "", "reason": "compare: o/a: pooling 'cls' in params.yaml, but ..."},
+            {"id": "o/b", "revision": "c" * 40, "reason": "OSError: [Errno 28] No space left on device"}]})
+    text = report.render(failing, {}, report.published_differences(failing))
+    section = text.split("## Models not scored\n", 1)[1].split("\n## ", 1)[0]
+    assert [line for line in section.splitlines() if line.startswith("- ")] == [
+        f"- published checkpoint `bert-sup` `p/sup` at `{'f' * 40}` (stage `published`): p/sup@fff: revision not found",
+        "- compared encoder `o/a` at `main` (stage `compare`): compare: o/a: pooling 'cls' in params.yaml, but ...",
+        f"- compared encoder `o/b` at `{'c' * 40}` (stage `compare`): OSError: [Errno 28] No space left on device"]
