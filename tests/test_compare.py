@@ -176,7 +176,7 @@ def test_a_failing_model_is_recorded_and_the_others_are_scored_as_without_it(tin
     contradiction = ("compare: org/st-model: pooling 'cls' in params.yaml, but the repository's "
                      "1_Pooling/config.json says 'mean'; leave pooling empty to follow the repository")
     gone = f"org/gone@{'d' * 40}: unknown hub id (or private without a token); expected an existing model id or a " \
-           "local folder"
+           "local folder (for a private one, set HF_TOKEN or run `hf auth login` with a token that can read it)"
     assert manifest["failed"] == [{"id": "org/st-model", "revision": "a" * 40, "reason": contradiction},
                                   {"id": "org/gone", "revision": "d" * 40, "reason": gone}]
     assert set(manifest["models"]) == {"org/good", "org/plain"}
