@@ -98,6 +98,26 @@ def test_eval_speed_runs_on_the_generated_benchmarks(tmp_path):
     diffs = [float(x) for x in re.findall(r"\| ([\d.]+e[-+]\d+) \(\w+\) \|", report)]
     assert len(diffs) == 2 and max(diffs) < 1e-2
     assert "| both |" in result.stdout and "GFLOP/s" in result.stdout
+    # the label is the embedding: the card's raw [CLS] (all-MiniLM-L6-v2's own mean + Normalize is not it),
+    # recomputed here with transformers and scipy
+    assert "[CLS] of the last hidden state, not normalized" in report
+    import numpy as np
+    from scipy import stats
+    from transformers import AutoModel, AutoTokenizer
+
+    from pipeline.data import load_benchmark
+
+    sts = load_benchmark("korsts", data / "kornlu" / "sts-test.tsv", "card")
+    tokenizer, model = AutoTokenizer.from_pretrained(MINILM), AutoModel.from_pretrained(MINILM).eval()
+    with torch.no_grad():
+        a, b = (model(**tokenizer(side, padding=True, truncation=True, max_length=64, return_tensors="pt"))
+                .last_hidden_state[:, 0].double().numpy() for side in (sts.sentence1, sts.sentence2))
+    sims = {"cosine": (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1),
+            "euclidean": -np.linalg.norm(a - b, axis=1), "manhattan": -np.abs(a - b).sum(1), "dot": (a * b).sum(1)}
+    gold = np.asarray(sts.scores)
+    avg = np.mean([f(gold, s).statistic * 100 for s in sims.values() for f in (stats.pearsonr, stats.spearmanr)])
+    [printed_avg] = re.findall(r"^\| KorSTS test \|.* \| ([\d.]+) \|$", report, flags=re.M)
+    assert float(printed_avg) == pytest.approx(avg, abs=0.011)
 
 
 #: What the GPU machine lacks (no dvc, no dvclive, no plotting, no test-only packages): the check must not need them.
