@@ -77,125 +77,129 @@ def _range_start(header: str | None, size: int) -> int:
     return 0
 
 
+class _Hub(http.server.BaseHTTPRequestHandler):
+    """The fake hub's handler; :func:`make_handler` binds it to its repositories and faults."""
+
+    repos: Repos = {}
+    faults: "Faults" = None  # type: ignore[assignment]
+    cdn = ""  # the base URL large files redirect to (set by :func:`serve`)
+
+    def log_message(self, *args):  # keep the caller's output clean
+        pass
+
+    def _error(self, code: str, status: int = 404) -> None:
+        self.send_response(status)
+        if code:
+            self.send_header("X-Error-Code", code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _repo(self, repo: str, rev: str):
+        if repo in self.faults.unauthorized:
+            return self._error("", 401)
+        if repo not in self.repos:
+            return self._error("RepoNotFound")
+        commit, served = self.repos[repo]
+        if rev not in ("main", commit):
+            return self._error("RevisionNotFound")
+        return commit, served
+
+    def _model_info(self, repo: str, rev: str) -> bytes | None:
+        found = self._repo(repo, rev)
+        if found is None:
+            return None
+        commit, served = found
+        body = json.dumps({"id": repo, "modelId": repo, "sha": commit, "private": False,
+                           "siblings": [{"rfilename": n} for n in sorted(served)]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        return body.encode()
+
+    def _file(self, repo: str, rev: str, name: str, route: str) -> bytes | None:
+        found = self._repo(repo, rev)
+        if found is None:
+            return None
+        commit, served = found
+        if name not in served:
+            return self._error("EntryNotFound")
+        body, etag = served[name], '"' + hashlib.sha256(served[name]).hexdigest() + '"'
+        if route == "resolve" and self.faults.redirect_from is not None and len(body) >= self.faults.redirect_from:
+            self.send_response(302)  # the real hub sends LFS/Xet files to its CDN, metadata on the redirect
+            self.send_header("Location", f"{self.cdn}/cdn/{repo}/{commit}/{name}")
+            self.send_header("X-Repo-Commit", commit)
+            self.send_header("X-Linked-Etag", etag)
+            self.send_header("X-Linked-Size", str(len(body)))
+            if self.faults.xet:
+                self.send_header("X-Xet-Hash", hashlib.sha256(body).hexdigest())
+                self.send_header("X-Xet-Refresh-Route", f"/api/models/{repo}/xet-read-token/{commit}")
+            return b""
+        start = _range_start(self.headers.get("Range"), len(body))
+        if start:
+            with self.faults.lock:
+                self.faults.ranges.append((f"{self.command} {route} {name}", start))
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.send_header("X-Repo-Commit", commit)
+        self.send_header("ETag", etag)
+        return body[start:]
+
+    def _parse(self):
+        """(route, repo, revision, name) of the request path, or None for an unknown path."""
+        parts = urllib.parse.urlparse(self.path).path.strip("/").split("/")
+        if parts[:2] == ["api", "models"]:  # /api/models/<org>/<name>[/revision/<rev>]
+            repo = "/".join(parts[2:4])
+            return "api", repo, parts[5] if len(parts) > 5 else "main", repo
+        if len(parts) >= 5 and parts[2] == "resolve":  # /<org>/<name>/resolve/<rev>/<path>
+            return "resolve", "/".join(parts[:2]), parts[3], "/".join(parts[4:])
+        if len(parts) >= 5 and parts[0] == "cdn":  # /cdn/<org>/<name>/<commit>/<path>
+            return "cdn", "/".join(parts[1:3]), parts[3], "/".join(parts[4:])
+        return None
+
+    def _route(self, method: str) -> None:
+        parsed = self._parse()
+        if parsed is None:
+            return self._error("RepoNotFound")
+        route, repo, rev, name = parsed
+        key = f"{method} {route} {name}"
+        with self.faults.lock:
+            self.faults.seen[key] += 1
+        if self.faults.take(self.faults.stall, key):
+            # not time.sleep: tests count the client's sleeps, and this server runs in their process
+            threading.Event().wait(self.faults.stall_s)
+        body = self._model_info(repo, rev) if route == "api" else self._file(repo, rev, name, route)
+        if body is None:
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if method == "GET" and self.faults.take(self.faults.cut, key):
+            self.wfile.write(body[: len(body) // 2])
+            # the connection closes (an orderly FIN, so the client surely has the first half) mid-body
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+        elif method == "GET":
+            self.wfile.write(body)
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except OSError:
+            self.close_connection = True  # the client left (a stall outlived its timeout, or a reset)
+
+    def do_GET(self):
+        self._route("GET")
+
+    def do_HEAD(self):
+        self._route("HEAD")
+
+
+
 def make_handler(repos: Repos, faults: Faults | None = None):
     """A request handler class serving ``repos``; ``main`` and the repo's commit both resolve.
 
     Its ``cdn`` attribute (set by :func:`serve`) is the base URL large files redirect to.
     """
-    faults = faults or Faults()
-
-    class Hub(http.server.BaseHTTPRequestHandler):
-        cdn = ""
-
-        def log_message(self, *args):  # keep the caller's output clean
-            pass
-
-        def _error(self, code: str, status: int = 404) -> None:
-            self.send_response(status)
-            if code:
-                self.send_header("X-Error-Code", code)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def _repo(self, repo: str, rev: str):
-            if repo in faults.unauthorized:
-                return self._error("", 401)
-            if repo not in repos:
-                return self._error("RepoNotFound")
-            commit, served = repos[repo]
-            if rev not in ("main", commit):
-                return self._error("RevisionNotFound")
-            return commit, served
-
-        def _model_info(self, repo: str, rev: str) -> bytes | None:
-            found = self._repo(repo, rev)
-            if found is None:
-                return None
-            commit, served = found
-            body = json.dumps({"id": repo, "modelId": repo, "sha": commit, "private": False,
-                               "siblings": [{"rfilename": n} for n in sorted(served)]})
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            return body.encode()
-
-        def _file(self, repo: str, rev: str, name: str, route: str) -> bytes | None:
-            found = self._repo(repo, rev)
-            if found is None:
-                return None
-            commit, served = found
-            if name not in served:
-                return self._error("EntryNotFound")
-            body, etag = served[name], '"' + hashlib.sha256(served[name]).hexdigest() + '"'
-            if route == "resolve" and faults.redirect_from is not None and len(body) >= faults.redirect_from:
-                self.send_response(302)  # the real hub sends LFS/Xet files to its CDN, metadata on the redirect
-                self.send_header("Location", f"{self.cdn}/cdn/{repo}/{commit}/{name}")
-                self.send_header("X-Repo-Commit", commit)
-                self.send_header("X-Linked-Etag", etag)
-                self.send_header("X-Linked-Size", str(len(body)))
-                if faults.xet:
-                    self.send_header("X-Xet-Hash", hashlib.sha256(body).hexdigest())
-                    self.send_header("X-Xet-Refresh-Route", f"/api/models/{repo}/xet-read-token/{commit}")
-                return b""
-            start = _range_start(self.headers.get("Range"), len(body))
-            if start:
-                with faults.lock:
-                    faults.ranges.append((f"{self.command} {route} {name}", start))
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-            self.send_header("X-Repo-Commit", commit)
-            self.send_header("ETag", etag)
-            return body[start:]
-
-        def _parse(self):
-            """(route, repo, revision, name) of the request path, or None for an unknown path."""
-            parts = urllib.parse.urlparse(self.path).path.strip("/").split("/")
-            if parts[:2] == ["api", "models"]:  # /api/models/<org>/<name>[/revision/<rev>]
-                repo = "/".join(parts[2:4])
-                return "api", repo, parts[5] if len(parts) > 5 else "main", repo
-            if len(parts) >= 5 and parts[2] == "resolve":  # /<org>/<name>/resolve/<rev>/<path>
-                return "resolve", "/".join(parts[:2]), parts[3], "/".join(parts[4:])
-            if len(parts) >= 5 and parts[0] == "cdn":  # /cdn/<org>/<name>/<commit>/<path>
-                return "cdn", "/".join(parts[1:3]), parts[3], "/".join(parts[4:])
-            return None
-
-        def _route(self, method: str) -> None:
-            parsed = self._parse()
-            if parsed is None:
-                return self._error("RepoNotFound")
-            route, repo, rev, name = parsed
-            key = f"{method} {route} {name}"
-            with faults.lock:
-                faults.seen[key] += 1
-            if faults.take(faults.stall, key):
-                # not time.sleep: tests count the client's sleeps, and this server runs in their process
-                threading.Event().wait(faults.stall_s)
-            body = self._model_info(repo, rev) if route == "api" else self._file(repo, rev, name, route)
-            if body is None:
-                return
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if method == "GET" and faults.take(faults.cut, key):
-                self.wfile.write(body[: len(body) // 2])
-                # the connection closes (an orderly FIN, so the client surely has the first half) mid-body
-                self.connection.shutdown(socket.SHUT_RDWR)
-                self.close_connection = True
-            elif method == "GET":
-                self.wfile.write(body)
-
-        def handle_one_request(self):
-            try:
-                super().handle_one_request()
-            except OSError:
-                self.close_connection = True  # the client left (a stall outlived its timeout, or a reset)
-
-        def do_GET(self):
-            self._route("GET")
-
-        def do_HEAD(self):
-            self._route("HEAD")
-
-    return Hub
+    return type("Hub", (_Hub,), {"repos": repos, "faults": faults or Faults()})
 
 
 @contextlib.contextmanager

@@ -73,6 +73,37 @@ def model_licence(source: str) -> dict:
     return LICENCES[source]
 
 
+def usage_lines(name: str, cfg: dict) -> list[str]:
+    """The packaged model card's "Usage" section: the evaluated embedding, with sentence-transformers and with
+    transformers only (``cfg``: the shown training config, for its pooler and max length)."""
+    pooling = {"cls": "[CLS] (first token) of the last hidden state", "mean": "mean of the last hidden states",
+               "max": "max over the last hidden states"}[cfg["pooler"]]
+    lines = [
+        "## Usage", "",
+        f"The embedding is the {pooling} — the vector that was evaluated. It is *not* BERT's "
+        "`pooler_output`, which the original card's example shows but its evaluation never used.", "",
+        "```python", "from sentence_transformers import SentenceTransformer", "",
+        f'model = SentenceTransformer("{name}")  # or the local folder',
+        'embeddings = model.encode(["한국어 문장 임베딩을 만듭니다.", "문장의 의미가 비슷하면 벡터도 가깝습니다."])',
+        "print(model.similarity(embeddings[0:1], embeddings[1:2]))", "```", "",
+        "With transformers only:", "",
+        "```python", "import torch", "from transformers import AutoModel, AutoTokenizer", "",
+        f'tokenizer = AutoTokenizer.from_pretrained("{name}")',
+        f'model = AutoModel.from_pretrained("{name}").eval()',
+        f'batch = tokenizer(["한국어 문장"], padding=True, truncation=True, max_length={cfg["max_len"]}, '
+        'return_tensors="pt")',
+        "with torch.inference_mode():",
+        "    hidden = model(input_ids=batch[\"input_ids\"], attention_mask=batch[\"attention_mask\"]).last_hidden_state",
+    ]
+    if cfg["pooler"] == "cls":
+        lines.append("embedding = hidden[:, 0]  # [CLS], as evaluated (not pooler_output)")
+    else:
+        lines.append("mask = batch[\"attention_mask\"].unsqueeze(-1)")
+        lines.append("embedding = (hidden * mask).sum(1) / mask.sum(1)" if cfg["pooler"] == "mean"
+                     else "embedding = hidden.masked_fill(mask == 0, -1e4).max(1).values")
+    return lines
+
+
 def render_model_card(training: dict, metrics: dict, data: dict | None = None) -> str:
     """README.md for ``dist/<variant>``: metadata, results vs the card, usage, training params.
 
@@ -137,31 +168,7 @@ def render_model_card(training: dict, metrics: dict, data: dict | None = None) -
             lines.append(f"| card: {row_label(card_row(variant))} | " + " | ".join(_fmt(published[k]) for k in KEYS)
                          + " |")
         lines.append("")
-    pooling = {"cls": "[CLS] (first token) of the last hidden state", "mean": "mean of the last hidden states",
-               "max": "max over the last hidden states"}[cfg["pooler"]]
-    lines += [
-        "## Usage", "",
-        f"The embedding is the {pooling} — the vector that was evaluated. It is *not* BERT's "
-        "`pooler_output`, which the original card's example shows but its evaluation never used.", "",
-        "```python", "from sentence_transformers import SentenceTransformer", "",
-        f'model = SentenceTransformer("{name}")  # or the local folder',
-        'embeddings = model.encode(["한국어 문장 임베딩을 만듭니다.", "문장의 의미가 비슷하면 벡터도 가깝습니다."])',
-        "print(model.similarity(embeddings[0:1], embeddings[1:2]))", "```", "",
-        "With transformers only:", "",
-        "```python", "import torch", "from transformers import AutoModel, AutoTokenizer", "",
-        f'tokenizer = AutoTokenizer.from_pretrained("{name}")',
-        f'model = AutoModel.from_pretrained("{name}").eval()',
-        f'batch = tokenizer(["한국어 문장"], padding=True, truncation=True, max_length={cfg["max_len"]}, '
-        'return_tensors="pt")',
-        "with torch.inference_mode():",
-        "    hidden = model(input_ids=batch[\"input_ids\"], attention_mask=batch[\"attention_mask\"]).last_hidden_state",
-    ]
-    if cfg["pooler"] == "cls":
-        lines.append("embedding = hidden[:, 0]  # [CLS], as evaluated (not pooler_output)")
-    else:
-        lines.append("mask = batch[\"attention_mask\"].unsqueeze(-1)")
-        lines.append("embedding = (hidden * mask).sum(1) / mask.sum(1)" if cfg["pooler"] == "mean"
-                     else "embedding = hidden.masked_fill(mask == 0, -1e4).max(1).values")
+    lines += usage_lines(name, cfg)
     lines += ["```", "", "## Training", "", "| param | value |", "|---|---|"]
     for key in sorted(cfg):
         lines.append(f"| {key} | {cfg[key]} |")

@@ -121,13 +121,18 @@ def test_learning_rate_per_training_step(tiny, data, tmp_path, recipe, expected)
 # --- AdamW -----------------------------------------------------------------------------------------
 
 def _scripted_dev(monkeypatch, pearson: list[float], spearman: list[float]) -> list[tuple[dict, torch.nn.Module]]:
-    """Replace ``pipeline.train.dev_scores`` with the given scores, call by call; returns, per call, the
-    encoder's backbone weights at that moment and the encoder itself."""
+    """Replace ``pipeline.train.dev_scores`` with the given scores, call by call after the untrained
+    model's (step 0), which scores higher than any (it must never be selected); returns, per call after
+    step 0, the encoder's backbone weights at that moment and the encoder itself."""
     import pipeline.train as T
 
     calls: list[tuple[dict, torch.nn.Module]] = []
+    untrained: list[bool] = []
 
     def scripted(encoder, *args, **kwargs):
+        if not untrained:  # step 0, scored before any update
+            untrained.append(True)
+            return {"cosine_pearson": 99.0, "cosine_spearman": 99.0}
         weights = {k: v.detach().clone() for k, v in encoder.backbone.state_dict().items()}
         i = len(calls)
         calls.append((weights, encoder))
@@ -149,7 +154,7 @@ def test_card_optimizer_is_adamw_eps_1e8_without_decay_on_bias_and_layernorm(tin
     monkeypatch.setattr(torch.optim.AdamW, "__init__", spy)
     calls = _scripted_dev(monkeypatch, [1.0], [1.0])
     _train(tiny, data, tmp_path, _settings(batch_size=len(SENTENCES), weight_decay=0.01))
-    assert len(groups_seen) == 1 and len(calls) == 1  # one AdamW; scored once, at the end
+    assert len(groups_seen) == 1 and len(calls) == 1  # one AdamW; scored once after step 0, at the end
     encoder = calls[0][1]
     names = {id(p): n for n, p in encoder.named_parameters()}
     decay = {}
@@ -175,8 +180,9 @@ def test_selection_keeps_the_first_strictly_best_step_of_the_recipes_metric(tiny
                                                                             recipe, pearson, spearman, selected):
     calls = _scripted_dev(monkeypatch, pearson, spearman)
     result = _train(tiny, data, tmp_path, _settings(recipe=recipe))
-    # scored every eval_steps (3) and at the end (8, not a multiple of 3)
-    assert [h["step"] for h in result.dev_history] == [3, 6, 8] and len(calls) == 3
+    # scored before training (step 0, never selected though it scores best), every eval_steps (3) and at
+    # the end (8, not a multiple of 3)
+    assert [h["step"] for h in result.dev_history] == [0, 3, 6, 8] and len(calls) == 3
     assert result.selected_step == selected
     at = [3, 6, 8].index(selected)
     assert result.best_dev == {"cosine_pearson": pearson[at], "cosine_spearman": spearman[at]}
