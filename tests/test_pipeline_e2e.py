@@ -569,3 +569,33 @@ def test_queued_temp_sweep_and_its_comparison_report(project, tmp_path):
     assert "## Sweep: `temp (epochs=1)`" in markdown
     # the baseline commit and the workspace are untouched
     assert yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["temp"] == 0.05
+
+
+def test_a_compared_model_that_cannot_be_fetched_costs_only_its_own_row(project, tmp_path):
+    """`dvc repro` with one compared model the hub does not have: `compare` records it with its reason and
+    scores the others as before, the stage succeeds, and the report still renders and names the failure."""
+    import shutil
+
+    from pipeline.project import project_env
+    from pipeline.smoke import smoke_hub
+
+    copy = tmp_path / "smoke"
+    shutil.copytree(project, copy, symlinks=True)
+    params = copy / "params.yaml"
+    params.write_text(params.read_text(encoding="utf-8") + f"- id: smoke-hub/not-there\n  revision: '{'0' * 40}'\n",
+                      encoding="utf-8")  # `compare` is the last key: one more entry
+    with smoke_hub(copy) as hub:
+        result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=copy, env={**project_env(), **hub},
+                                capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"^warning: compare: smoke-hub/not-there", result.stdout, flags=re.M), result.stdout[-3000:]
+    manifest = json.loads((copy / "eval/compare/manifest.json").read_text(encoding="utf-8"))
+    assert [(f["id"], f["revision"]) for f in manifest["failed"]] == [("smoke-hub/not-there", "0" * 40)]
+    assert "unknown hub id" in manifest["failed"][0]["reason"]
+    before = json.loads((project / "metrics/compare.json").read_text(encoding="utf-8"))
+    after = json.loads((copy / "metrics/compare.json").read_text(encoding="utf-8"))
+    assert after == before and len(after) == 4  # the others scored exactly as without it
+    report = (copy / "reports/smoke/README.md").read_text(encoding="utf-8")
+    section = report.split("## Models not scored\n", 1)[1].split("\n## ", 1)[0]
+    assert f"- compared encoder `smoke-hub/not-there` at `{'0' * 40}` (stage `compare`): " in section
+    assert "## Models not scored" not in (project / "reports/smoke/README.md").read_text(encoding="utf-8")
