@@ -36,7 +36,7 @@ rehearsal: venv
 	$(PY) -m pipeline.rehearsal --dir $(REHEARSAL_DIR) --reports reports/rehearsal $(if $(DATA),--data $(DATA))
 
 test: venv
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # Checks the machine and every input of params.yaml before `dvc repro` (GPU, sources, hub
 # revisions, disk, estimated time); one line per check, non-zero exit if any fails.

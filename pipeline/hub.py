@@ -27,7 +27,10 @@ from typing import Iterator
 
 from pipeline.download import sha256_file
 from pipeline.errors import UserError
-from pipeline.modeling import PICKLE_WEIGHTS, SAFETENSORS, check_model_folder, convert_pickle_weights
+from pipeline.stfolder import PICKLE_WEIGHTS, SAFETENSORS, check_model_folder
+
+# pipeline.modeling (torch) is imported only where pickle weights are converted: the stages that name or
+# fetch models (validate, fetch_model, tokenize, report) start without importing torch
 
 #: The record a fetched base-model folder carries beside its files (see :func:`models_manifest`).
 MANIFEST = "manifest.json"
@@ -90,6 +93,8 @@ def _copy_local(folder: Path, dest: Path) -> dict[str, str]:
     if (folder / SAFETENSORS).is_file():
         shutil.copyfile(folder / SAFETENSORS, dest / SAFETENSORS)
     else:
+        from pipeline.modeling import convert_pickle_weights
+
         convert_pickle_weights(folder / PICKLE_WEIGHTS, dest / SAFETENSORS)
     for name in sorted(p.name for p in dest.iterdir() if p.is_file()):
         files[name] = sha256_file(dest / name)
@@ -317,6 +322,8 @@ def fetch_hub_files(repo_id: str, commit: str, names, dest: Path, retries: int =
 def _fetch_hub(repo_id: str, revision: str, dest: Path, extra: tuple[str, ...] = (),
                link: bool = False) -> tuple[str, dict[str, str]]:
     from huggingface_hub import hf_hub_download
+
+    from pipeline.modeling import convert_pickle_weights
 
     what = f"{repo_id}@{revision}"
     commit, available = repo_listing(repo_id, revision)

@@ -22,9 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline.errors import UserError
+from pipeline.stfolder import PICKLE_WEIGHTS, SAFETENSORS, check_model_folder
 
-SAFETENSORS = "model.safetensors"
-PICKLE_WEIGHTS = "pytorch_model.bin"
 
 
 def pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor, pooler: str) -> torch.Tensor:
@@ -83,11 +82,6 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _has_weights(folder: Path) -> bool:
-    return (folder / SAFETENSORS).is_file() or (folder / PICKLE_WEIGHTS).is_file() or \
-        any(folder.glob("model-*.safetensors"))
-
-
 def convert_pickle_weights(src: Path | str, dst: Path | str) -> None:
     """Convert ``pytorch_model.bin`` to ``model.safetensors`` with torch's weights-only loader.
 
@@ -107,18 +101,6 @@ def convert_pickle_weights(src: Path | str, dst: Path | str) -> None:
         raise UserError(f"{src}: expected a mapping of tensor names to tensors")
     # safetensors refuses shared storage (tied embeddings); store independent copies.
     save_file({k: v.contiguous().clone() for k, v in state.items()}, str(dst), metadata={"format": "pt"})
-
-
-def check_model_folder(folder: Path | str) -> Path:
-    """Check a local model folder has a config and weights; return it as a Path."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: model folder not found")
-    if not (folder / "config.json").is_file():
-        raise UserError(f"{folder}: no config.json; expected a Hugging Face model folder")
-    if not _has_weights(folder):
-        raise UserError(f"{folder}: no weights ({SAFETENSORS} or {PICKLE_WEIGHTS}); expected a Hugging Face model folder")
-    return folder
 
 
 #: Checkpoint keys an encoder may leave unused: the pre-training heads (BERT's MLM + NSP ``cls.``,

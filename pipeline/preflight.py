@@ -28,9 +28,9 @@ from pipeline.download import remote_size, resolve_source, sha256_file
 from pipeline.errors import UserError
 from pipeline.hub import HUB_ID, ST_FILES, fetch_hub_files, is_commit, read_hub_config, repo_listing, required_files
 from pipeline.hubeval import Encoder, embedding_for, embedding_text, read_compare
-from pipeline.modeling import SAFETENSORS
 from pipeline.params import Params, check_choice, effective_seeds, train_config
 from pipeline.sources import file_name, resolved_sources
+from pipeline.stfolder import SAFETENSORS
 
 DEVICES = ("cuda", "cpu")
 #: One retry per hub call, not the stages' four: a preflight should answer in seconds when the hub is down.

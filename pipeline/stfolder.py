@@ -19,6 +19,9 @@ Everything here mirrors what sentence-transformers 6.2 does when it loads such a
 encodes a folder the way ``SentenceTransformer(folder).encode`` would. What our evaluator
 cannot reproduce (weightedmean, lasttoken, mean_sqrt_len_tokens or concatenated poolings,
 Dense or other modules after pooling) is refused with one line.
+
+It also holds the torch-free check that a folder is a model at all (config and weights), so the stages
+that only fetch or name models need not import torch.
 """
 
 from __future__ import annotations
@@ -28,6 +31,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import UserError
+
+#: A model folder's weights: one safetensors file (or shards ``model-*.safetensors``), or a pickle.
+SAFETENSORS = "model.safetensors"
+PICKLE_WEIGHTS = "pytorch_model.bin"
+
+
+def check_model_folder(folder: Path | str) -> Path:
+    """Check a local model folder has a config and weights; return it as a Path (reads no weights)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: model folder not found")
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder}: no config.json; expected a Hugging Face model folder")
+    if not _has_weights(folder):
+        raise UserError(f"{folder}: no weights ({SAFETENSORS} or {PICKLE_WEIGHTS}); expected a Hugging Face model folder")
+    return folder
+
+
+def _has_weights(folder: Path) -> bool:
+    return (folder / SAFETENSORS).is_file() or (folder / PICKLE_WEIGHTS).is_file() or \
+        any(folder.glob("model-*.safetensors"))
 
 #: the poolings our encoder implements (pipeline.modeling)
 POOLINGS = ("cls", "mean", "max")

@@ -751,11 +751,14 @@ def train_loop(run: Run, state: LoopState, *, columns: Sequence[TokenColumn], de
 
     Logged per step: ``train/lr``, the learning rate that step's update used; per logging step:
     ``train/loss``, the mean loss since the previous one. The progress bar shows that loss and
-    ``lr_max``, the highest rate used since its previous update (the card's schedule alternates
-    lr, 0 and logging steps are even, so the logging step's own rate would always read 0).
+    ``lr_max``, the highest rate used since its previous update, and over at least the last two steps
+    (the card's schedule alternates lr, 0: even logging steps would always read 0, and a bar updated
+    every step would blink between lr and 0).
     """
     settings, info, total = run.settings, run.info, run.total_steps
-    lr_max = 0.0  # for the bar: the highest rate since its last update (display only, not checkpointed)
+    # for the bar (display only, not checkpointed): the highest rate since its last update, the steps since
+    # then, and the previous step's rate
+    lr_max, since, lr_before = 0.0, 0, 0.0
     watch = LossWatch(run.device)
     stream = batches(batch_source(run, columns), state.step, total, threaded=run.device.type == "cuda")
     run.encoder.train()
@@ -768,7 +771,7 @@ def train_loop(run: Run, state: LoopState, *, columns: Sequence[TokenColumn], de
             step = state.step
             state.loss_sum += loss.detach()
             state.loss_count += 1
-            lr_max = max(lr_max, lr_now)
+            lr_max, since = max(lr_max, lr_now), since + 1
             watch.update(loss, step)
             at_log = step % settings.log_steps == 0 or step == total
             at_eval = step % settings.eval_steps == 0 or step == total
@@ -783,8 +786,10 @@ def train_loop(run: Run, state: LoopState, *, columns: Sequence[TokenColumn], de
                 values["train/loss"] = mean_loss
                 state.loss_sum.zero_()
                 state.loss_count = 0
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr_max=f"{lr_max:.2e}")
-                lr_max = 0.0
+                shown = max(lr_max, lr_before) if since == 1 else lr_max
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr_max=f"{shown:.2e}")
+                lr_max, since = 0.0, 0
+            lr_before = lr_now
             record(state, step, values, log=log, info=info)
             if at_eval:
                 evaluate(run, state, step, dev, log=log)
