@@ -4,6 +4,7 @@ skip when the workplace copy (``<repo>/../shared/data``) is absent."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,70 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("real benchmark files (../shared/data) not available")
     return SHARED_DATA
+
+
+def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``dvc args`` in ``project`` with the project's environment; asserts success unless ``check`` is False."""
+    from pipeline.project import project_env
+
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=project_env(),
+                            capture_output=True, text=True, timeout=1200)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="session")
+def smoke_project(tmp_path_factory, worker_id) -> Path:
+    """One smoke project (`make smoke` into a temporary folder, about 3 minutes) per test run, shared by the
+    test workers: the first worker that asks builds it, the others wait for it. Tests only read it (`dvc
+    status` included); a test that changes a project works on its own copy (:func:`private_copy`).
+    Returns the project; its published report is ``<project>/../reports``."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # the folder all workers of this run share
+    root, failed = shared / "smoke-e2e", shared / "smoke-e2e.failed"
+    with open(shared / "smoke-e2e.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this worker dies
+        if failed.exists():
+            pytest.fail(f"the shared smoke project failed to build:\n{failed.read_text(encoding='utf-8')}")
+        if not (root / "built").exists():
+            env = {**os.environ, "PYTHONHASHSEED": "0"}
+            result = subprocess.run([sys.executable, "-m", "pipeline.smoke", "--dir", str(root / "smoke"),
+                                     "--reports", str(root / "reports")], cwd=ROOT, env=env, capture_output=True,
+                                    text=True, timeout=1200)
+            if result.returncode != 0:
+                failed.write_text(result.stdout[-4000:] + result.stderr[-4000:], encoding="utf-8")
+                pytest.fail(failed.read_text(encoding="utf-8"))
+            (root / "built").touch()
+    return root / "smoke"
+
+
+def private_copy(project: Path, target: Path) -> Path:
+    """A copy of ``project`` (git repository, DVC cache and outputs) that a test may change."""
+    shutil.copytree(project, target, symlinks=True)
+    return target
+
+
+def smoke_benchmarks(folder: Path, pairs: int | None = None) -> dict[str, Path]:
+    """The generated KorSTS test and KLUE-STS dev files (``korsts_test.tsv``, ``klue_dev.json`` in ``folder``),
+    cut to their first ``pairs`` pairs: tests that encode them with a real pretrained model spend their time
+    in the encoder, and 100 pairs test what 300 do."""
+    import json
+    import tempfile
+
+    from pipeline.smoke_data import write_smoke_sources
+
+    with tempfile.TemporaryDirectory() as scratch:
+        written = write_smoke_sources(Path(scratch))
+        header, *rows = written["korsts_test"].read_text(encoding="utf-8").splitlines(keepends=True)
+        klue = json.loads(written["klue_dev"].read_text(encoding="utf-8"))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {"korsts_test": folder / "korsts_test.tsv", "klue_dev": folder / "klue_dev.json"}
+    out["korsts_test"].write_text("".join([header, *rows[:pairs]]), encoding="utf-8")
+    out["klue_dev"].write_text(json.dumps(klue[:pairs], ensure_ascii=False), encoding="utf-8")
+    return out
 
 
 def run_module(module: str, *args: str, cwd: Path, env: dict | None = None,

