@@ -21,14 +21,14 @@ from tests.test_pipeline_e2e import VARIANTS
 pytestmark = pytest.mark.slow
 
 
-def _wait_for_queue(project: Path, experiments: int, limit_s: float = 1800) -> None:
+def _wait_for_queue(project: Path, successes: int, limit_s: float = 1800) -> None:
     """Until `dvc queue status` lists nothing queued or running (the queue's workers run in the background).
-    A status call costs about a second of CPU: until ``experiments`` experiment refs exist (each one that
-    succeeds writes one), the status is asked only every 15 s, in case one fails."""
+    A status call costs about a second of CPU: until ``successes`` experiment refs exist (each experiment
+    that succeeds writes one) it is asked every 15 s, in case one fails; then every 3 s."""
     deadline, asked = time.monotonic() + limit_s, 0.0
     while time.monotonic() < deadline:
         done = len([p for p in (project / ".git" / "refs" / "exps").rglob("*") if p.is_file()])
-        if done >= experiments or time.monotonic() - asked > 15:
+        if time.monotonic() - asked > (3 if done >= successes else 15):
             status, asked = dvc(project, "queue", "status").stdout, time.monotonic()
             if not re.search(r"\b(Queued|Running)\b", status):
                 return
@@ -42,16 +42,18 @@ def test_queued_temp_sweep_and_its_comparison_report(smoke_project, tmp_path):
     from tests.test_experiments import printed
 
     project = private_copy(smoke_project, tmp_path / "smoke")
-    # a 2-value sweep through DVC's queue, one variant's chain only, one epoch to keep it short
+    # a 2-value sweep through DVC's queue, one variant's chain only, one epoch to keep it short; and one
+    # experiment whose params do not validate: listed as failed, not dropped
     dvc(project, "exp", "run", "--queue", "-S", "temp=0.1,0.2", "-S", "epochs=1", "evaluate@bert-unsup")
+    dvc(project, "exp", "run", "--queue", "-S", "temp=-1", "-S", "epochs=1", "evaluate@bert-unsup")
     dvc(project, "queue", "start", "-j", "1")
-    _wait_for_queue(project, experiments=2)
+    _wait_for_queue(project, successes=2)
     shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
     head = next(entry for entry in shown if entry["rev"] != "workspace")
     swept = {}
     for exp in head["experiments"] or []:
-        params = exp["revs"][0]["data"]["params"]["params.yaml"]["data"]
-        if params["epochs"] == 1 and params["temp"] in (0.1, 0.2):
+        params = ((exp["revs"][0].get("data") or {}).get("params") or {}).get("params.yaml", {}).get("data", {})
+        if params.get("epochs") == 1 and params.get("temp") in (0.1, 0.2):  # (not the failed one)
             swept[exp["name"]] = (exp["revs"][0]["rev"], params["temp"], (exp.get("executor") or {}).get("state"))
     assert sorted(t for _, t, _ in swept.values()) == [0.1, 0.2]  # `dvc exp show` lists both
     assert all(state in (None, "success") for _, _, state in swept.values()), swept
@@ -69,12 +71,17 @@ def test_queued_temp_sweep_and_its_comparison_report(smoke_project, tmp_path):
     assert "metrics/bert-unsup.json:korsts_test.avg" in rows[0]
 
     out = tmp_path / "experiments"
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "experiments", *swept, "--project", str(project),
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "experiments", "--project", str(project),
                              "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     markdown = (out / "README.md").read_text(encoding="utf-8")
-    rows = report["rows"]
+    failed = [r for r in report["rows"] if r["state"] == "failed"]
+    assert [(r["params"], r["variant"], "korsts_test" in r) for r in failed] == [
+        ({"epochs": 1, "temp": -1}, None, False)]
+    failed_line = next(line for line in markdown.splitlines() if line.startswith(f"| {failed[0]['experiment']} |"))
+    assert "| failed: Experiment run failed | — |" in failed_line and "temp=-1" in failed_line
+    rows = [r for r in report["rows"] if r["state"] != "failed"]
 
     def committed(rev: str, rel: str) -> dict:
         return json.loads(subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=project, capture_output=True,
@@ -104,13 +111,29 @@ def test_queued_temp_sweep_and_its_comparison_report(smoke_project, tmp_path):
             assert cell["diff_ci_low"] <= cell["diff"] <= cell["diff_ci_high"]
             assert printed(markdown, cell["avg"], cell["ci_low"], cell["ci_high"])
             assert printed(markdown, cell["diff"], cell["diff_ci_low"], cell["diff_ci_high"], sign=True)
-    # the report's table rows: the baseline's variants, then every swept experiment's
+    # the report's table rows: the baseline's variants, then every swept experiment's, then the failed one
     table_rows = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(table_rows) == len(rows) == len(VARIANTS) * 3
+    assert len(table_rows) == len(rows) + 1 == len(VARIANTS) * 3 + 1
     assert (out / "figures" / "sweep-1-temp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## Sweep: `temp (epochs=1)`" in markdown
     # the baseline commit and the workspace are untouched
     assert yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["temp"] == 0.05
+
+    # the paired interval, recomputed from the predictions `dvc exp apply` checks out and the baseline's
+    from pipeline.evaluate import read_predictions
+    from pipeline.metrics import bootstrap_intervals
+
+    boot = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["bootstrap"]
+    benches = ("korsts_test", "klue_dev")
+    base = {b: read_predictions(project / f"eval/bert-unsup/{b}.seed-42.tsv") for b in benches}
+    name = next(iter(swept))
+    dvc(project, "exp", "apply", name)
+    row = next(r for r in rows if r["experiment"] == name and r["variant"] == "bert-unsup")
+    for bench in benches:
+        gold, ours = read_predictions(project / f"eval/bert-unsup/{bench}.seed-42.tsv")
+        ci = bootstrap_intervals(gold, [ours], baseline=[base[bench][1]], resamples=boot["resamples"],
+                                 confidence=boot["confidence"], seed=boot["seed"])
+        assert (row[bench]["diff_ci_low"], row[bench]["diff_ci_high"]) == ci["avg"]
 
 
 def test_a_compared_model_that_cannot_be_fetched_costs_only_its_own_row(smoke_project, tmp_path):

@@ -1,7 +1,8 @@
 """The experiments comparison: parsing `dvc exp show --json`, params that differ, the table, sweeps.
 
-The end-to-end check (a real queued `temp` sweep in the smoke project, every number of the
-report against the experiments' metrics files) is in tests/test_pipeline_e2e.py.
+The end-to-end check (a real queued `temp` sweep in a copy of the smoke project with one experiment that
+fails, every number of the report against the experiments' metrics files, the paired interval against the
+predictions `dvc exp apply` checks out) is in tests/test_e2e_experiments.py.
 """
 
 from __future__ import annotations
@@ -116,119 +117,6 @@ def test_sweeps_group_runs_by_what_else_they_change():
     assert out["temp"]["KorSTS test"]["bert-unsup"] == [(0.05, 70.0, 69.0, 71.0), (0.1, 71.5, 70.5, 72.5),
                                                        (0.2, 69.0, 68.0, 70.0)]
     assert out["temp"]["KLUE-STS dev"]["bert-unsup"][2] == (0.2, 61.25, 60.25, 62.25)
-
-
-# --- a real DVC project: queued sweep, report read through `dvc exp show` and the DVC cache ---------
-
-STAGE_SCRIPT = '''\
-import json, pathlib, yaml
-import numpy as np
-from pipeline.evaluate import SIMILARITIES
-from pipeline.metrics import bootstrap_intervals, correlations
-temp = yaml.safe_load(open("params.yaml"))["temp"]
-if temp < 0:
-    raise SystemExit("temp must be positive")
-out = pathlib.Path("eval/bert-unsup"); out.mkdir(parents=True, exist_ok=True)
-metrics = {}
-for k, bench in enumerate(("korsts_test", "klue_dev")):
-    rng = np.random.default_rng(k)
-    gold = rng.uniform(0, 5, 60)
-    scores = {s: gold + rng.normal(0, 1 + 20 * temp, 60) for s in SIMILARITIES}
-    lines = ["pair\\tgold\\t" + "\\t".join(SIMILARITIES)]
-    lines += [f"{i}\\t{float(gold[i])!r}\\t" + "\\t".join(repr(float(scores[s][i])) for s in SIMILARITIES) for i in range(60)]
-    (out / f"{bench}.seed-42.tsv").write_text("\\n".join(lines) + "\\n")
-    block = correlations(gold, scores)
-    ci = bootstrap_intervals(gold, [scores], resamples=200, seed=1)
-    metrics[bench] = {**block, "avg_ci_low": ci["avg"][0], "avg_ci_high": ci["avg"][1]}
-pathlib.Path("metrics").mkdir(exist_ok=True)
-pathlib.Path("metrics/bert-unsup.json").write_text(json.dumps(metrics))
-'''
-DVC_YAML = """\
-stages:
-  evaluate:
-    foreach: [bert-unsup]
-    do:
-      cmd: python stage.py
-      deps: [stage.py]
-      params: [temp]
-      outs: [eval/bert-unsup]
-      metrics: [{metrics/bert-unsup.json: {cache: false}}]
-"""
-
-
-@pytest.mark.slow
-def test_report_on_a_real_queued_sweep(tmp_path):
-    import json
-    import subprocess
-    import sys
-    import time
-
-    from pipeline.evaluate import read_predictions
-    from pipeline.experiments import write_report
-    from pipeline.metrics import bootstrap_intervals
-    from pipeline.project import GIT_ENV, project_env
-
-    env = {**project_env(), **GIT_ENV}
-    project = tmp_path / "project"
-    project.mkdir()
-
-    def sh(*cmd):
-        result = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-        return result.stdout
-
-    (project / "stage.py").write_text(STAGE_SCRIPT)
-    (project / "dvc.yaml").write_text(DVC_YAML)
-    (project / "params.yaml").write_text("temp: 0.05\nbootstrap: {resamples: 200, confidence: 0.95, seed: 3}\n")
-    dvc = (sys.executable, "-m", "dvc")
-    sh("git", "init", "-q", "-b", "main")
-    sh(*dvc, "init", "-q")
-    sh(*dvc, "repro")
-    sh("git", "add", "-A")
-    sh("git", "commit", "-qm", "baseline")
-    sh(*dvc, "exp", "run", "--queue", "-S", "temp=0.1,0.2")
-    sh(*dvc, "exp", "run", "--queue", "-S", "temp=-1")  # its stage fails: listed as failed, not dropped
-    sh(*dvc, "queue", "start", "-j", "1")
-    for _ in range(200):  # the queue's worker runs in the background (each status call costs a second of CPU)
-        if not any(w in sh(*dvc, "queue", "status") for w in ("Queued", "Running")):
-            break
-        time.sleep(3)
-    metrics = write_report(project, tmp_path / "report")
-    failed = [r for r in metrics["rows"] if r["state"] == "failed"]
-    assert [(r["params"], r["variant"], "korsts_test" in r) for r in failed] == [({"temp": -1}, None, False)]
-    failed_line = next(line for line in (tmp_path / "report" / "README.md").read_text().splitlines()
-                       if line.startswith(f"| {failed[0]['experiment']} |"))
-    assert "| failed: Experiment run failed | — | `temp=-1` |" in failed_line
-    rows = [r for r in metrics["rows"] if r["state"] != "failed"]
-    assert [(r["state"], r["params"]) for r in rows] == [
-        ("baseline", {}), ("success", {"temp": 0.1}), ("success", {"temp": 0.2})] or \
-        [(r["state"], r["params"]) for r in rows] == [("baseline", {}), ("success", {"temp": 0.2}),
-                                                      ("success", {"temp": 0.1})]
-    base_preds = {b: read_predictions(project / f"eval/bert-unsup/{b}.seed-42.tsv") for b in ("korsts_test",
-                                                                                                "klue_dev")}
-    base = json.loads((project / "metrics/bert-unsup.json").read_text())
-    for row in rows[1:]:
-        files = json.loads(sh("git", "show", f"{row['rev']}:metrics/bert-unsup.json"))
-        for bench in ("korsts_test", "klue_dev"):
-            cell = row[bench]
-            assert (cell["avg"], cell["ci_low"], cell["ci_high"]) == (
-                files[bench]["avg"], files[bench]["avg_ci_low"], files[bench]["avg_ci_high"])
-            assert cell["diff"] == files[bench]["avg"] - base[bench]["avg"]
-            # the paired interval from the experiment's predictions (DVC cache) and the baseline's
-            sh(*dvc, "exp", "apply", row["experiment"])
-            ours = read_predictions(project / f"eval/bert-unsup/{bench}.seed-42.tsv")
-            ci = bootstrap_intervals(ours[0], [ours[1]], baseline=[base_preds[bench][1]], resamples=200, seed=3)
-            assert (cell["diff_ci_low"], cell["diff_ci_high"]) == ci["avg"]
-            assert cell["diff_ci_low"] < 0  # more noise (higher temp here) scores worse
-    markdown = (tmp_path / "report" / "README.md").read_text()
-    for row in rows:  # every AVG and difference as the table prints it (the best of a column in bold)
-        for bench in ("korsts_test", "klue_dev"):
-            cell = row[bench]
-            assert printed(markdown, cell["avg"], cell["ci_low"], cell["ci_high"])
-            if "diff" in cell:
-                assert printed(markdown, cell["diff"], cell["diff_ci_low"], cell["diff_ci_high"], sign=True)
-    assert (tmp_path / "report" / "figures" / "sweep-1-temp.png").read_bytes()[:4] == b"\x89PNG"
-    assert "## Sweep: `temp`" in markdown
 
 
 def test_sweeps_with_another_param_held_fixed_make_their_own_curve():
