@@ -75,7 +75,7 @@ def test_cls_only_last_layer_saves_the_expected_share():
     assert 0.12 < saved / full < 0.15  # ~1/6 of MiniLM's six layers, less the keys and values
 
 
-PAIRS = 40
+PAIRS = 16
 
 
 def test_eval_speed_runs_on_the_generated_benchmarks(tmp_path):
