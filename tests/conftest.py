@@ -20,7 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # `make test` runs two workers: each one, and every process it starts, gets its share of the cores
 # (otherwise every process starts a thread per core, and they wait for each other's cores at OpenMP
 # barriers; with this and the other test changes of 2026-12-07 the suite's CPU time on 2 cores fell
-# from 30 to 20 minutes)
+# from 30 to 14 minutes)
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
