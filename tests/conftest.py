@@ -185,9 +185,12 @@ def headline_rows(markdown: str) -> list[list[str]]:
 #: Files handed out first, in this order (`make test` gives whole files to its two workers in collection
 #: order, ``--no-loadscope-reorder``): the two project builds (the shared smoke project, about 190 s on 2
 #: cores; the tiny rehearsal, about 160 s), then test_bench (about 35 s), so that the second worker reaches
-#: the tests on copies of the smoke project once it is built rather than waiting for it. The many short
-#: files follow in file order and even out the end.
-FIRST = ("test_pipeline_e2e.py", "test_rehearsal.py", "test_bench.py", "test_e2e_experiments.py")
+#: the tests on copies of the smoke project once it is built rather than waiting for it; then the files of
+#: 15-60 s, longest first, so that the many short files (in file order) even out the end.
+FIRST = ("test_pipeline_e2e.py", "test_rehearsal.py", "test_bench.py", "test_e2e_experiments.py",
+         "test_distributed.py", "test_evaluate.py", "test_card_quirks.py", "test_fake_hub.py", "test_train.py",
+         "test_mteb_rows.py", "test_first_run.py", "test_compare.py", "test_runs.py", "test_encoding.py",
+         "test_hub_shapes.py")
 
 
 def pytest_collection_modifyitems(config, items):
