@@ -30,7 +30,7 @@ from pipeline.errors import UserError
 from pipeline.stfolder import PICKLE_WEIGHTS, SAFETENSORS, check_model_folder
 
 # pipeline.modeling (torch) is imported only where pickle weights are converted: the stages that name or
-# fetch models (validate, fetch_model, tokenize, report) start without importing torch
+# fetch models (validate, fetch_model, report) start without importing torch
 
 #: The record a fetched base-model folder carries beside its files (see :func:`models_manifest`).
 MANIFEST = "manifest.json"

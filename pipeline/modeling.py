@@ -25,7 +25,6 @@ from pipeline.errors import UserError
 from pipeline.stfolder import PICKLE_WEIGHTS, SAFETENSORS, check_model_folder
 
 
-
 def pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor, pooler: str) -> torch.Tensor:
     """Pool token states into one vector per sentence.
 

@@ -53,6 +53,7 @@ def _has_weights(folder: Path) -> bool:
     return (folder / SAFETENSORS).is_file() or (folder / PICKLE_WEIGHTS).is_file() or \
         any(folder.glob("model-*.safetensors"))
 
+
 #: the poolings our encoder implements (pipeline.modeling)
 POOLINGS = ("cls", "mean", "max")
 #: sentence-transformers' older boolean keys, in the order its Pooling concatenates them
