@@ -97,7 +97,10 @@ def test_eval_speed_runs_on_the_generated_benchmarks(tmp_path):
     assert set(rows) == {"KorSTS test", "KLUE-STS dev", "both"}
     assert rows["KorSTS test"][1] == rows["KLUE-STS dev"][1] == str(PAIRS)
     for _name, _pairs, naive_s, ours_s, speedup in rows.values():
-        assert float(speedup) == pytest.approx(float(naive_s) / float(ours_s), abs=0.011)
+        # the speedup is computed from the unrounded times, and each of the three is shown to 2 decimals: at
+        # 16 pairs a run takes a few tenths of a second, so the shown times alone fix it only within these bounds
+        naive, ours, half = float(naive_s), float(ours_s), 0.005
+        assert (naive - half) / (ours + half) - half <= float(speedup) <= (naive + half) / (ours - half) + half
     assert "disagree by more than float noise" not in report  # both paths computed the same metrics
     diffs = [float(x) for x in re.findall(r"\| ([\d.]+e[-+]\d+) \(\w+\) \|", report)]
     assert len(diffs) == 2 and max(diffs) < 1e-2
