@@ -144,43 +144,11 @@ def fetch(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    parsed = urllib.parse.urlparse(url)
-    local = None
-    if parsed.scheme == "file":
-        local = Path(urllib.request.url2pathname(parsed.path))
-    elif "://" not in url:
-        local = Path(url)
-    if local is not None and not local.is_file():
-        raise UserError(f"{url}: source file not found")
-
+    local = _local_source(url)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        attempt = 0
-        while True:
-            try:
-                with os.fdopen(os.dup(fd), "wb") as handle:
-                    handle.seek(0)
-                    handle.truncate()
-                    if local is not None:
-                        _copy_local(local, handle, progress)
-                    else:
-                        _stream_http(url, handle, timeout, progress)
-                break
-            except urllib.error.HTTPError as exc:
-                if not _is_transient_http(exc.code) or attempt >= retries:
-                    raise _http_error(url, exc, attempt + 1) from None
-                reason = f"HTTP {exc.code}"
-            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
-                if local is not None:
-                    raise UserError(f"{url}: cannot read source file ({exc})") from None
-                if attempt >= retries:
-                    raise _network_error(url, exc, attempt + 1) from None
-                reason = type(exc).__name__
-            delay = backoff * (2 ** attempt)
-            print(f"warning: {url}: {reason}; retrying in {delay:.1f}s ({attempt + 1}/{retries})", flush=True)
-            time.sleep(delay)
-            attempt += 1
+        _write_with_retries(url, fd, local, retries=retries, backoff=backoff, timeout=timeout, progress=progress)
         os.close(fd)
         fd = -1
         digest = sha256_file(tmp)
@@ -194,6 +162,50 @@ def fetch(
         if tmp.exists():
             tmp.unlink()
     return Fetched(source=url, sha256=digest, bytes=size, pinned=sha256 is not None)
+
+
+def _local_source(url: str) -> Path | None:
+    """The file a ``file://`` URL or a plain path names (it must exist); ``None`` for a network URL."""
+    parsed = urllib.parse.urlparse(url)
+    local = None
+    if parsed.scheme == "file":
+        local = Path(urllib.request.url2pathname(parsed.path))
+    elif "://" not in url:
+        local = Path(url)
+    if local is not None and not local.is_file():
+        raise UserError(f"{url}: source file not found")
+    return local
+
+
+def _write_with_retries(url: str, fd: int, local: Path | None, *, retries: int, backoff: float, timeout: float,
+                        progress: bool) -> None:
+    """Write ``url``'s bytes to the open file ``fd`` from its start, retrying transient network failures
+    (see :func:`fetch`); a local file is read once."""
+    attempt = 0
+    while True:
+        try:
+            with os.fdopen(os.dup(fd), "wb") as handle:
+                handle.seek(0)
+                handle.truncate()
+                if local is not None:
+                    _copy_local(local, handle, progress)
+                else:
+                    _stream_http(url, handle, timeout, progress)
+            return
+        except urllib.error.HTTPError as exc:
+            if not _is_transient_http(exc.code) or attempt >= retries:
+                raise _http_error(url, exc, attempt + 1) from None
+            reason = f"HTTP {exc.code}"
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
+            if local is not None:
+                raise UserError(f"{url}: cannot read source file ({exc})") from None
+            if attempt >= retries:
+                raise _network_error(url, exc, attempt + 1) from None
+            reason = type(exc).__name__
+        delay = backoff * (2 ** attempt)
+        print(f"warning: {url}: {reason}; retrying in {delay:.1f}s ({attempt + 1}/{retries})", flush=True)
+        time.sleep(delay)
+        attempt += 1
 
 
 def _size_of(response) -> int | None:
